@@ -1,0 +1,85 @@
+"""Routes of producers: submit and read tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from ..domain.tasks import TaskFilter
+from ..schemas.common import Name, TaskType
+from ..schemas.tasks import (
+    BatchSubmitResult,
+    Status,
+    SubmitResult,
+    Task,
+    TaskBatchSubmit,
+    TaskList,
+    TaskSubmit,
+)
+from .deps import Service
+from .problems import problem_responses
+
+router = APIRouter(tags=["tasks"])
+
+
+@router.post(
+    "/tasks",
+    operation_id="submit_task",
+    status_code=201,
+    response_model=SubmitResult,
+    responses={
+        200: {"model": SubmitResult, "description": "Deduplicated: the existing task"},
+        **problem_responses(409, 413, 422),
+    },
+)
+async def submit_task(body: TaskSubmit, service: Service, response: Response) -> SubmitResult:
+    """Submit a task. ``on_duplicate`` decides what a held dedup key does."""
+    result = await service.tasks.submit(body)
+    if result.outcome == "deduplicated":
+        response.status_code = 200
+    return result
+
+
+@router.post(
+    "/tasks/batch",
+    operation_id="submit_tasks_batch",
+    response_model=BatchSubmitResult,
+    responses=problem_responses(413, 422),
+)
+async def submit_tasks_batch(body: TaskBatchSubmit, service: Service) -> BatchSubmitResult:
+    """Submit many tasks: all validated first, then applied in order in one transaction."""
+    return await service.tasks.submit_batch(body.tasks)
+
+
+@router.get(
+    "/tasks",
+    operation_id="list_tasks",
+    response_model=TaskList,
+    responses=problem_responses(422),
+)
+async def list_tasks(
+    service: Service,
+    status: Annotated[list[Status] | None, Query(description="any of these statuses")] = None,
+    type: Annotated[list[TaskType] | None, Query(description="any of these types")] = None,
+    group: Annotated[list[Name] | None, Query(description="any of these groups")] = None,
+    parent_id: Annotated[Name | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> TaskList:
+    """Tasks in id (submission) order, newest last; keyset-paginated by ``next_cursor``."""
+    flt = TaskFilter(
+        statuses=status or (), types=type or (), groups=group or (), parent_id=parent_id
+    )
+    return await service.tasks.list(flt, cursor, limit)
+
+
+@router.get(
+    "/tasks/{task_id}",
+    operation_id="get_task",
+    response_model=Task,
+    responses=problem_responses(404),
+)
+async def get_task(task_id: str, service: Service) -> Task:
+    """One task, whatever its status, until retention removes it."""
+    return await service.tasks.get(task_id)

@@ -1,0 +1,94 @@
+"""The ``taskmill`` command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .config import get_settings
+
+cli = typer.Typer(
+    help="taskmill: an HTTP task queue on PostgreSQL.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@contextmanager
+def database(data_dir: Path | None) -> Iterator[str]:
+    """DATABASE_URL if set; otherwise a private PostgreSQL in ``data_dir``, stopped on exit."""
+    settings = get_settings()
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from .store.embedded import EmbeddedPostgres
+
+    embedded = EmbeddedPostgres(data_dir or settings.data_dir)
+    typer.echo(f"taskmill: starting embedded PostgreSQL in {embedded.data_dir}", err=True)
+    url = embedded.start()
+    try:
+        yield url
+    finally:
+        embedded.stop()
+        typer.echo("taskmill: embedded PostgreSQL stopped", err=True)
+
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Embedded PostgreSQL data directory (without DATABASE_URL)."),
+]
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (uvicorn).")] = 1,
+    data_dir: DataDir = None,
+    migrate: Annotated[bool, typer.Option(help="Apply migrations before serving.")] = True,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run the HTTP service (on the embedded PostgreSQL when DATABASE_URL is unset)."""
+    import uvicorn
+
+    from .store.migrate import upgrade
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    with database(data_dir) as url:
+        if migrate:
+            upgrade(url)
+        if workers > 1:
+            os.environ["TASKMILL_DATABASE_URL"] = url
+            uvicorn.run(
+                "app.main:create_app_from_env",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level=log_level,
+            )
+        else:
+            from .main import create_app
+
+            uvicorn.run(create_app(database_url=url), host=host, port=port, log_level=log_level)
+
+
+@cli.command("migrate")
+def migrate_cmd(data_dir: DataDir = None) -> None:
+    """Apply database migrations up to the newest."""
+    from .store.migrate import upgrade
+
+    with database(data_dir) as url:
+        upgrade(url)
+    typer.echo("migrations applied")
+
+
+def main() -> None:
+    """Entry point of the ``taskmill`` console script."""
+    cli()

@@ -1,0 +1,248 @@
+"""Use cases of workers: lease (long poll), heartbeat, complete, fail, release, state."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..config import Settings
+from ..schemas.leases import (
+    CancelDirective,
+    Complete,
+    CompleteBatch,
+    CompleteBatchResult,
+    CompleteItemResult,
+    Fail,
+    Heartbeat,
+    HeartbeatResult,
+    Lease,
+    LeaseRequest,
+    LeaseResponse,
+    StatePatch,
+)
+from ..schemas.tasks import Task
+from ..store import leases as store
+from ..store.db import Database
+from ..store.notify import WorkListener
+from ..store.tasks import dumps
+from .errors import DomainError, LeaseConflict, LeaseGone, NotFound, TooLarge
+from .ids import parse_lease_id
+from .views import lease_view, task_view
+
+
+class LeaseService:
+    """The lease protocol of SPEC §5."""
+
+    def __init__(self, db: Database, settings: Settings, listener: WorkListener) -> None:
+        self.db = db
+        self.settings = settings
+        self.listener = listener
+
+    # -- leasing --------------------------------------------------------------------
+
+    async def lease(self, req: LeaseRequest) -> LeaseResponse:
+        """Grant up to ``max_tasks`` leases, waiting up to ``wait_seconds`` for work."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(req.wait_seconds, self.settings.max_wait_seconds)
+        lease_seconds = min(req.lease_seconds, self.settings.max_lease_seconds)
+        while True:
+            armed = self.listener.arm()
+            leases, trimmed = await self._claim_once(req, lease_seconds)
+            if leases:
+                return LeaseResponse(leases=leases)
+            if trimmed:
+                continue  # a group filled up under us: look again, it is now excluded
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self.listener.stopping:
+                return LeaseResponse(leases=[])
+            await self.listener.wait(armed, min(remaining, self.settings.poll_fallback_seconds))
+
+    async def _claim_once(self, req: LeaseRequest, lease_seconds: float) -> tuple[list[Lease], bool]:
+        async with self.db.transaction() as conn:
+            claim = await store.claim(
+                conn,
+                worker=req.worker_id,
+                n=req.max_tasks,
+                lease_seconds=lease_seconds,
+                types=req.types,
+                groups=req.groups,
+            )
+            granted = list(claim.granted)
+            trimmed = False
+            if claim.limited:
+                free = await store.lock_groups_and_count(conn, [g for _, g, _ in claim.limited])
+                admit = []
+                for task_id, group, _ in claim.limited:
+                    slots = free.get(group)
+                    if slots is None or slots > 0:
+                        admit.append(task_id)
+                        if slots is not None:
+                            free[group] = slots - 1
+                    else:
+                        trimmed = True
+                granted += await store.grant(
+                    conn, admit, worker=req.worker_id, lease_seconds=lease_seconds
+                )
+                granted.sort(key=lambda r: (r["priority"], r["seq"]))
+        return [lease_view(r) for r in granted], trimmed
+
+    # -- calls on a held lease ------------------------------------------------------
+
+    @staticmethod
+    def _parse(lease_id: str) -> tuple[str, str]:
+        parsed = parse_lease_id(lease_id)
+        if parsed is None:
+            raise NotFound(f"no lease {lease_id!r}")
+        return parsed
+
+    @staticmethod
+    async def _explain(conn: AsyncConnection, task_id: str, token: str) -> DomainError:
+        """Why a fenced call matched nothing."""
+        row = await store.lease_standing(conn, task_id)
+        if row is None:
+            return NotFound("no such lease")
+        if row["lease_token"] != token:
+            return LeaseGone("the lease expired or was replaced by a newer lease")
+        status = row["status"]
+        if status == "running" and not row["unexpired"]:
+            return LeaseGone("the lease expired")
+        if status == "cancelling":
+            return LeaseConflict(
+                "the lease was revoked: acknowledge the cancel with POST /leases/{id}/cancelled",
+                task_status=status,
+            )
+        return LeaseConflict(f"the lease has ended: the task is {status}", task_status=status)
+
+    def _check_state(self, state: Any, field: str) -> None:
+        if state is not None:
+            size = len(dumps(state).encode())
+            if size > self.settings.max_state_bytes:
+                raise TooLarge(
+                    f"state is {size} bytes encoded; the limit is {self.settings.max_state_bytes}",
+                    errors=[
+                        {
+                            "field": field,
+                            "message": f"larger than {self.settings.max_state_bytes} bytes",
+                            "type": "too_large",
+                        }
+                    ],
+                )
+
+    async def heartbeat(self, lease_id: str, body: Heartbeat) -> HeartbeatResult:
+        """Extend the lease; the answer says whether the server wants the task cancelled."""
+        task_id, token = self._parse(lease_id)
+        self._check_state(body.state, "state")
+        extend = None
+        if body.extend_seconds is not None:
+            extend = min(body.extend_seconds, self.settings.max_lease_seconds)
+        async with self.db.transaction() as conn:
+            row = await store.heartbeat(
+                conn,
+                task_id,
+                token,
+                extend_seconds=extend,
+                progress=body.progress.model_dump(exclude_none=True) if body.progress else None,
+                state=body.state,
+                has_state=body.state is not None,
+            )
+            if row is None:
+                raise await self._explain(conn, task_id, token)
+        cancel = None
+        if row["status"] == "cancelling":
+            cancel = CancelDirective(
+                reason="superseded" if row["cancel_reason"] == "superseded" else "cancelled",
+                superseded_by=row["superseded_by"],
+            )
+        return HeartbeatResult(expires_at=row["lease_expires_at"], cancel=cancel)
+
+    async def set_state(self, lease_id: str, body: StatePatch) -> Task:
+        """Merge into or replace the state map."""
+        task_id, token = self._parse(lease_id)
+        self._check_state(body.state, "state")
+        async with self.db.transaction() as conn:
+            row = await store.set_state(conn, task_id, token, body.state, merge=body.mode == "merge")
+            if row is None:
+                raise await self._explain(conn, task_id, token)
+        return task_view(row)
+
+    @staticmethod
+    def _completion(task_id: str, token: str, body: Complete) -> store.Completion:
+        return store.Completion(
+            task_id=task_id,
+            token=token,
+            result=body.result,
+            state=body.state,
+            has_state=body.state is not None,
+            actual_io=body.actual_io.as_tuple() if body.actual_io else None,
+        )
+
+    async def complete(self, lease_id: str, body: Complete) -> Task:
+        """Report success."""
+        task_id, token = self._parse(lease_id)
+        self._check_state(body.state, "state")
+        async with self.db.transaction() as conn:
+            rows = await store.complete(conn, [self._completion(task_id, token, body)])
+            if task_id not in rows:
+                raise await self._explain(conn, task_id, token)
+        return task_view(rows[task_id])
+
+    async def complete_batch(self, body: CompleteBatch) -> CompleteBatchResult:
+        """Complete many leases in one transaction; each item answers on its own."""
+        errors: dict[int, DomainError] = {}
+        items: dict[int, store.Completion] = {}
+        for i, item in enumerate(body.items):
+            parsed = parse_lease_id(item.lease_id)
+            if parsed is None:
+                errors[i] = NotFound(f"no lease {item.lease_id!r}")
+                continue
+            try:
+                self._check_state(item.state, f"items[{i}].state")
+            except TooLarge as exc:
+                errors[i] = exc
+                continue
+            items[i] = self._completion(*parsed, item)
+        rows: Mapping[str, Any] = {}
+        async with self.db.transaction() as conn:
+            if items:
+                rows = await store.complete(conn, list(items.values()))
+            for i, c in items.items():
+                if c.task_id not in rows:
+                    errors[i] = await self._explain(conn, c.task_id, c.token)
+        results = []
+        for i, item in enumerate(body.items):
+            if i in errors:
+                problem = errors[i].as_problem()
+                results.append(CompleteItemResult(lease_id=item.lease_id, ok=False, error=problem))
+            else:
+                task = task_view(rows[items[i].task_id])
+                results.append(CompleteItemResult(lease_id=item.lease_id, ok=True, task=task))
+        return CompleteBatchResult(results=results)
+
+    async def fail(self, lease_id: str, body: Fail) -> Task:
+        """Report failure: retried with backoff while attempts remain, else failed."""
+        task_id, token = self._parse(lease_id)
+        error = body.error if isinstance(body.error, str) else body.error.model_dump()
+        async with self.db.transaction() as conn:
+            row = await store.fail(
+                conn,
+                task_id,
+                token,
+                error=error,
+                retryable=body.retryable,
+                retry_after_seconds=body.retry_after_seconds,
+            )
+            if row is None:
+                raise await self._explain(conn, task_id, token)
+        return task_view(row)
+
+    async def release(self, lease_id: str) -> Task:
+        """Give the task back unfinished; its attempt is not counted."""
+        task_id, token = self._parse(lease_id)
+        async with self.db.transaction() as conn:
+            row = await store.release(conn, task_id, token)
+            if row is None:
+                raise await self._explain(conn, task_id, token)
+        return task_view(row)

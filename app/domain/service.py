@@ -1,0 +1,43 @@
+"""The service container: one per app instance, started and stopped with it."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..store.db import Database
+from ..store.migrate import readiness
+from ..store.notify import WorkListener
+from .groups import GroupService
+from .leases import LeaseService
+from .sweeper import Sweeper
+from .tasks import TaskService
+
+
+class Taskmill:
+    """Everything one replica runs: pool, NOTIFY listener, sweeper, and the use cases."""
+
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        self.db = Database(
+            database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
+        self.listener = WorkListener(database_url)
+        self.sweeper = Sweeper(self.db, settings.sweep_interval_seconds)
+        self.tasks = TaskService(self.db, settings)
+        self.leases = LeaseService(self.db, settings, self.listener)
+        self.groups = GroupService(self.db)
+
+    async def start(self, *, sweep: bool = True) -> None:
+        """Connect the listener and start the sweeper."""
+        await self.listener.start()
+        if sweep:
+            self.sweeper.start()
+
+    async def stop(self) -> None:
+        """Stop background work, end long polls, close the pool."""
+        await self.sweeper.stop()
+        await self.listener.stop()
+        await self.db.dispose()
+
+    async def readiness(self) -> tuple[bool, bool]:
+        """(database reachable, migrations current)."""
+        return await readiness(self.db)

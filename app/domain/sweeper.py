@@ -1,0 +1,62 @@
+"""The per-replica maintenance loop: lease expiry, due scheduled tasks, TTLs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ..store import sweeper as store
+from ..store.db import Database
+
+log = logging.getLogger("taskmill.sweeper")
+
+_BATCH = 500
+
+
+class Sweeper:
+    """Runs every ``interval`` seconds on every replica; safe to run on many at once."""
+
+    def __init__(self, db: Database, interval: float) -> None:
+        self.db = db
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def sweep_once(self) -> dict[str, int]:
+        """One pass; each kind of work in its own short transaction, in small batches."""
+        counts = {}
+        for name, step in (
+            ("expired_leases", store.expire_leases),
+            ("promoted", store.promote_scheduled),
+            ("expired_ttl", store.expire_ttl),
+        ):
+            total = 0
+            while True:
+                async with self.db.transaction() as conn:
+                    n = await step(conn, _BATCH)
+                total += n
+                if n < _BATCH:
+                    break
+            counts[name] = total
+        return counts
+
+    def start(self) -> None:
+        """Start the background loop."""
+        self._task = asyncio.create_task(self._run(), name="taskmill-sweeper")
+
+    async def stop(self) -> None:
+        """Stop the loop (an in-flight pass is cancelled and rolled back)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep sweeping through database outages
+                log.warning("sweep failed: %s", exc)
+            await asyncio.sleep(self.interval)

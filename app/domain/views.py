@@ -1,0 +1,89 @@
+"""Rows of the store turned into wire models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..schemas.leases import LeasedTask, Lease
+from ..schemas.tasks import IO, LeaseInfo, Progress, RetryPolicy, Task
+from .ids import lease_id
+
+
+def _io(row: Mapping[str, Any], prefix: str) -> IO | None:
+    values = [row[f"{prefix}_{k}_bytes"] for k in ("read", "write", "net_rx", "net_tx")]
+    if all(v is None for v in values):
+        return None
+    read, write, rx, tx = (v or 0 for v in values)
+    return IO(read_bytes=read, write_bytes=write, net_rx_bytes=rx, net_tx_bytes=tx)
+
+
+def task_view(row: Mapping[str, Any]) -> Task:
+    """The full task record."""
+    lease = None
+    if row["status"] in ("running", "cancelling") and row["lease_token"] is not None:
+        lease = LeaseInfo(
+            id=lease_id(row["id"], str(row["lease_token"])),
+            worker=row["lease_worker"],
+            expires_at=row["lease_expires_at"],
+        )
+    return Task(
+        id=row["id"],
+        type=row["type"],
+        status=row["status"],
+        priority=row["priority"],
+        payload=row["payload"],
+        dedup_key=row["dedup_key"],
+        group=row["group_name"],
+        tags=row["tags"],
+        label=row["label"],
+        expected_io=_io(row, "exp") or IO(),
+        actual_io=_io(row, "act"),
+        retry=RetryPolicy(
+            max_attempts=row["max_attempts"],
+            backoff=row["backoff"],
+            base_seconds=row["backoff_base_seconds"],
+            max_seconds=row["backoff_max_seconds"],
+        ),
+        attempt=row["attempt"],
+        run_after=row["run_after"],
+        ttl_deadline=row["ttl_deadline"],
+        parent_id=row["parent_id"],
+        phase=row["phase"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        lease=lease,
+        progress=Progress.model_validate(row["progress"]) if row["progress"] else None,
+        state=row["state"],
+        result=row["result"],
+        error=row["error"],
+        cancel_reason=row["cancel_reason"],
+        superseded_by=row["superseded_by"],
+        supersedes=row["supersedes"],
+    )
+
+
+def lease_view(row: Mapping[str, Any]) -> Lease:
+    """A granted lease as the worker receives it."""
+    return Lease(
+        lease_id=lease_id(row["id"], str(row["lease_token"])),
+        expires_at=row["lease_expires_at"],
+        phase=row["phase"],
+        task=LeasedTask(
+            id=row["id"],
+            type=row["type"],
+            payload=row["payload"],
+            tags=row["tags"],
+            priority=row["priority"],
+            group=row["group_name"],
+            dedup_key=row["dedup_key"],
+            label=row["label"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            expected_io=_io(row, "exp") or IO(),
+            state=row["state"],
+            previous_state=row.get("previous_state"),
+        ),
+    )

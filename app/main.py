@@ -1,0 +1,73 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from . import __version__
+from .api import groups, health, leases, problems, tasks
+from .config import Settings, get_settings
+from .domain.service import Taskmill
+from .schemas.problems import Problem
+
+log = logging.getLogger("taskmill")
+
+
+def create_app(
+    settings: Settings | None = None, database_url: str | None = None, *, sweep: bool = True
+) -> FastAPI:
+    """Build the app for one replica. ``database_url`` defaults to the settings' URL."""
+    settings = settings or get_settings()
+    url = database_url or settings.database_url
+    if not url:
+        raise RuntimeError("no database URL: set DATABASE_URL or use `taskmill serve`")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = Taskmill(settings, url)
+        await service.start(sweep=sweep)
+        app.state.taskmill = service
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="taskmill",
+        version=__version__,
+        summary="HTTP task queue on PostgreSQL: leases, supersede, tags.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    for module in (tasks, leases, groups, health):
+        app.include_router(module.router)
+    app.add_middleware(problems.BodyLimit, limit=settings.max_body_bytes)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                routes=app.routes,
+            )
+            defs = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(defs.pop("$defs", {}))
+            components["Problem"] = defs
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (used by ``taskmill serve --workers N``)."""
+    return create_app()

@@ -1,0 +1,1 @@
+"""Pydantic wire models: what clients send and receive."""

@@ -1,0 +1,82 @@
+"""Field types shared by the wire models: NUL-free text, bounded JSON, tags, I/O figures."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+#: JSON documents nest at most this deep (a guard against stack-exhausting input).
+MAX_JSON_DEPTH = 64
+
+TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+MAX_TAGS = 32
+MAX_TAG_VALUE = 256
+RESERVED_TAG_PREFIX = "taskmill."
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000: refuse it here with a 422, not a 500 later.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def check_json(value: Any) -> Any:
+    """Refuse JSON that PostgreSQL cannot store (NUL in strings) or that nests too deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, str):
+            _no_nul(item)
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                _no_nul(key)
+                stack.append((sub, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((sub, depth + 1) for sub in item)
+    return value
+
+
+def _check_tags(tags: dict[str, str]) -> dict[str, str]:
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    for key, value in tags.items():
+        if not TAG_KEY_RE.match(key):
+            raise ValueError(f"tag key {key!r} must be 1-64 characters of [A-Za-z0-9_.:/-]")
+        if key.startswith(RESERVED_TAG_PREFIX):
+            raise ValueError(f"tag key {key!r} is in the reserved 'taskmill.' namespace")
+        if len(value) > MAX_TAG_VALUE:
+            raise ValueError(f"tag {key!r}: value longer than {MAX_TAG_VALUE} characters")
+        _no_nul(value)
+    return tags
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_nul)]
+TaskType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+Json = Annotated[Any, AfterValidator(check_json)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]
+Tags = Annotated[dict[str, str], AfterValidator(_check_tags)]
+
+
+class Model(BaseModel):
+    """Base of request models: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class IO(Model):
+    """Bytes read, written, received and sent (expected at submit, actual at completion)."""
+
+    read_bytes: int = Field(default=0, ge=0, le=2**62)
+    write_bytes: int = Field(default=0, ge=0, le=2**62)
+    net_rx_bytes: int = Field(default=0, ge=0, le=2**62)
+    net_tx_bytes: int = Field(default=0, ge=0, le=2**62)
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        """The four figures in column order."""
+        return (self.read_bytes, self.write_bytes, self.net_rx_bytes, self.net_tx_bytes)

@@ -1,0 +1,138 @@
+"""Wire models of tasks: submission, the task record, lists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from .common import IO, Json, Model, Name, Tags, TaskType, Text
+
+Status = Literal[
+    "pending",
+    "scheduled",
+    "blocked",
+    "running",
+    "waiting",
+    "paused",
+    "cancelling",
+    "completed",
+    "failed",
+    "cancelled",
+    "superseded",
+    "expired",
+]
+OnDuplicate = Literal["skip", "supersede", "reject"]
+
+
+class RetryPolicy(Model):
+    """How a failed task is retried."""
+
+    max_attempts: int = Field(default=3, ge=1, le=1000)
+    backoff: Literal["exponential", "fixed"] = "exponential"
+    base_seconds: float = Field(default=1.0, ge=0, le=86400)
+    max_seconds: float = Field(default=300.0, ge=0, le=7 * 86400)
+
+
+class TaskSubmit(Model):
+    """One task to submit (SPEC §2)."""
+
+    type: TaskType
+    payload: Json = None
+    priority: int = Field(default=128, ge=0, le=255, description="0-255, lower runs first")
+    dedup_key: Text | None = Field(default=None, min_length=1, max_length=512)
+    on_duplicate: OnDuplicate = "skip"
+    group: Name | None = None
+    tags: Tags = Field(default_factory=dict)
+    expected_io: IO = Field(default_factory=IO)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    run_after: AwareDatetime | None = None
+    ttl_seconds: float | None = Field(default=None, gt=0, le=365 * 86400)
+    label: Text | None = Field(default=None, max_length=1024)
+
+
+class TaskBatchSubmit(Model):
+    """Up to ``max_batch_size`` tasks applied in order in one transaction."""
+
+    tasks: list[TaskSubmit] = Field(min_length=1)
+
+
+class LeaseInfo(BaseModel):
+    """The current lease of a running or cancelling task."""
+
+    id: str
+    worker: str | None
+    expires_at: datetime | None
+
+
+class Progress(Model):
+    """A worker's progress report."""
+
+    fraction: float | None = Field(default=None, ge=0, le=1)
+    message: Text | None = Field(default=None, max_length=1024)
+
+
+class Task(BaseModel):
+    """A task as stored, with every server-set field."""
+
+    id: str
+    type: str
+    status: Status
+    priority: int
+    payload: Any
+    dedup_key: str | None
+    group: str | None
+    tags: dict[str, str]
+    label: str | None
+    expected_io: IO
+    actual_io: IO | None
+    retry: RetryPolicy
+    attempt: int
+    run_after: datetime
+    ttl_deadline: datetime | None
+    parent_id: str | None
+    phase: Literal["execute", "finalize"]
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease: LeaseInfo | None
+    progress: Progress | None
+    state: dict[str, Any] | None
+    result: Any
+    error: Any
+    cancel_reason: str | None
+    superseded_by: str | None
+    supersedes: str | None
+
+
+class SubmitResult(BaseModel):
+    """Answer of ``POST /tasks``."""
+
+    outcome: Literal["created", "superseded", "deduplicated"]
+    task: Task
+    replaced_task_id: str | None = None
+
+
+class BatchItemResult(BaseModel):
+    """One item's outcome in a batch, in input order."""
+
+    outcome: Literal["created", "superseded", "deduplicated", "rejected"]
+    task: Task | None = None
+    replaced_task_id: str | None = None
+    existing_task_id: str | None = None
+
+
+class BatchSubmitResult(BaseModel):
+    """Answer of ``POST /tasks/batch``."""
+
+    results: list[BatchItemResult]
+
+
+class TaskList(BaseModel):
+    """A page of tasks; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    tasks: list[Task]
+    next_cursor: str | None
+

@@ -1,0 +1,1 @@
+"""All SQL lives here: table definitions, queries, and driver-error translation."""

@@ -1,0 +1,46 @@
+"""Engine, transactions and the URL conventions of the store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+def async_url(url: str) -> str:
+    """Turn any ``postgres://`` / ``postgresql://`` URL into the asyncpg dialect's form."""
+    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError(f"not a PostgreSQL URL: {url!r}")
+
+
+def plain_url(url: str) -> str:
+    """The libpq form (``postgresql://``) that asyncpg.connect accepts."""
+    return "postgresql://" + async_url(url)[len("postgresql+asyncpg://") :]
+
+
+class Database:
+    """A connection pool; use cases open one transaction per state change through it."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+        self.url = async_url(url)
+        self.engine: AsyncEngine = create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=True,
+            # Fail fast rather than hang when PostgreSQL is unreachable.
+            connect_args={"timeout": 10, "command_timeout": 60},
+        )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed on success, rolled back on any exception."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()

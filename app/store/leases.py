@@ -1,0 +1,408 @@
+"""Lease queries: claim, heartbeat, complete, fail, release, and the sweeper's expiry.
+
+Every call is fenced: it names the task by primary key and must match the lease token
+and a live lease (``status`` running and ``lease_expires_at`` in the future by the
+*database's* clock). A call that matches nothing changes nothing; the caller then asks
+``lease_standing`` why, to answer 404/409/410.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import TextClause, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .tables import LEASED_PREDICATE
+from .tasks import EVENT_DATA, REQUEUE_STATUS, WORK_CHANNEL, Row, dumps
+
+# Groups that may not receive a lease now: paused, or at their concurrency limit.
+# Evaluated once per claim (an InitPlan), so the claim stays an index scan on
+# ix_tasks_claim that simply skips those groups: no head-of-line blocking.
+_BLOCKED_GROUPS = f"""ARRAY(
+    SELECT g.name FROM groups g
+    WHERE g.paused OR (g.max_concurrency IS NOT NULL AND g.max_concurrency <= (
+        SELECT count(*) FROM tasks r WHERE r.group_name = g.name AND r.{LEASED_PREDICATE}
+    ))
+)"""
+
+_GRANT = """
+    UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
+        lease_token = gen_random_uuid(), lease_worker = :worker, lease_seconds = :secs,
+        lease_expires_at = now() + make_interval(secs => :secs),
+        started_at = coalesce(t.started_at, now()), updated_at = now()
+"""
+
+_LEASED_EVENT = f"""
+    INSERT INTO events (event, task_id, type, group_name, tags, data)
+    SELECT 'task.leased', u.id, u.type, u.group_name, u.tags,
+        {EVENT_DATA.format(a="u")}
+        || jsonb_build_object('worker', u.lease_worker, 'phase', u.phase)
+    FROM upd u
+"""
+
+
+def _claim_sql(types: bool, groups: bool) -> TextClause:
+    filters = ""
+    if types:
+        filters += " AND c.type = ANY(CAST(:types AS text[]))"
+    if groups:
+        filters += " AND c.group_name = ANY(CAST(:groups AS text[]))"
+    # One statement, one round trip: pick candidates in lease order (SKIP LOCKED, so
+    # concurrent claimers on any replica take disjoint rows), grant at once those outside
+    # concurrency-limited groups, and hand back the limited ones still locked (their
+    # task columns NULL) for the caller to admit under the group's lock.
+    return text(
+        f"""
+WITH cand AS MATERIALIZED (
+    SELECT c.id, c.group_name, c.priority, c.seq,
+        (SELECT g.max_concurrency FROM groups g WHERE g.name = c.group_name) AS group_limit
+    FROM tasks c
+    WHERE c.status = 'pending'{filters}
+      AND (c.ttl_deadline IS NULL OR c.started_at IS NOT NULL OR c.ttl_deadline > now())
+      AND (c.group_name IS NULL OR c.group_name <> ALL({_BLOCKED_GROUPS}))
+    ORDER BY c.priority, c.seq
+    LIMIT :n
+    FOR UPDATE OF c SKIP LOCKED
+), upd AS (
+    {_GRANT}
+    FROM cand WHERE t.id = cand.id AND cand.group_limit IS NULL
+    RETURNING t.*
+), ev AS ({_LEASED_EVENT})
+SELECT cand.id AS cand_id, cand.group_name AS cand_group, cand.group_limit,
+    u.*, p.state AS previous_state
+FROM cand LEFT JOIN upd u ON u.id = cand.id LEFT JOIN tasks p ON p.id = u.supersedes
+ORDER BY cand.priority, cand.seq
+"""
+    )
+
+
+_CLAIM_SQL = {(a, b): _claim_sql(a, b) for a in (False, True) for b in (False, True)}
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What one claim statement did: rows granted, and limited-group rows still to admit."""
+
+    granted: list[Row]
+    limited: list[tuple[str, str, int]]  # (task id, group, max_concurrency), lease order
+
+
+async def claim(
+    conn: AsyncConnection,
+    *,
+    worker: str,
+    n: int,
+    lease_seconds: float,
+    types: Sequence[str] | None,
+    groups: Sequence[str] | None,
+) -> Claim:
+    """Lease up to ``n`` pending tasks in priority, then enqueue order."""
+    params: dict[str, Any] = {"worker": worker, "n": n, "secs": lease_seconds}
+    if types:
+        params["types"] = list(types)
+    if groups:
+        params["groups"] = list(groups)
+    result = await conn.execute(_CLAIM_SQL[(bool(types), bool(groups))], params)
+    granted: list[Row] = []
+    limited: list[tuple[str, str, int]] = []
+    for row in result.mappings():
+        if row["id"] is not None:
+            granted.append(row)
+        else:
+            limited.append((row["cand_id"], row["cand_group"], row["group_limit"]))
+    return Claim(granted, limited)
+
+
+async def lock_groups_and_count(conn: AsyncConnection, names: Sequence[str]) -> dict[str, int]:
+    """Serialise admission into concurrency-limited groups; return each group's free slots.
+
+    A transaction-scoped advisory lock per group (taken in name order, so two claimers
+    never deadlock) makes count-then-grant atomic across replicas. Row locks on ``groups``
+    would do too, but would deadlock with ``PUT /groups`` pausing those same tasks.
+    """
+    await conn.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(hashtextextended('taskmill.group.' || n, 0))"
+            " FROM (SELECT n FROM unnest(CAST(:names AS text[])) AS n ORDER BY n) s"
+        ),
+        {"names": sorted(set(names))},
+    )
+    result = await conn.execute(
+        text(
+            f"""
+SELECT g.name, g.max_concurrency - (SELECT count(*) FROM tasks r
+    WHERE r.group_name = g.name AND r.{LEASED_PREDICATE}) AS free
+FROM groups g WHERE g.name = ANY(CAST(:names AS text[])) AND g.max_concurrency IS NOT NULL
+"""
+        ),
+        {"names": list(names)},
+    )
+    return {row.name: int(row.free) for row in result}
+
+
+_GRANT_IDS_SQL = text(
+    f"""
+WITH upd AS (
+    {_GRANT}
+    WHERE t.id = ANY(CAST(:ids AS text[])) AND t.status = 'pending'
+    RETURNING t.*
+), ev AS ({_LEASED_EVENT})
+SELECT u.*, p.state AS previous_state FROM upd u LEFT JOIN tasks p ON p.id = u.supersedes
+ORDER BY u.priority, u.seq
+"""
+)
+
+
+async def grant(
+    conn: AsyncConnection, ids: Sequence[str], *, worker: str, lease_seconds: float
+) -> list[Row]:
+    """Lease the given (already row-locked) pending tasks."""
+    if not ids:
+        return []
+    result = await conn.execute(
+        _GRANT_IDS_SQL, {"ids": list(ids), "worker": worker, "secs": lease_seconds}
+    )
+    return list(result.mappings())
+
+
+# ---------------------------------------------------------------------------------------
+# Calls on a held lease.
+
+_HELD = "t.id = :id AND t.lease_token = CAST(:token AS uuid) AND t.lease_expires_at > now()"
+
+
+async def lease_standing(conn: AsyncConnection, task_id: str) -> Row | None:
+    """The task's lease columns, to explain why a fenced call matched nothing."""
+    result = await conn.execute(
+        text(
+            "SELECT id, status, CAST(lease_token AS text) AS lease_token,"
+            " lease_expires_at > now() AS unexpired FROM tasks WHERE id = :id"
+        ),
+        {"id": task_id},
+    )
+    return result.mappings().first()
+
+
+_HEARTBEAT_SQL = text(
+    f"""
+WITH upd AS (
+    UPDATE tasks t SET
+        lease_expires_at = now() + make_interval(secs => coalesce(:extend, t.lease_seconds)),
+        progress = coalesce(CAST(:progress AS jsonb), t.progress),
+        state = CASE WHEN CAST(:has_state AS boolean) THEN CAST(:state AS jsonb)
+                     ELSE t.state END,
+        updated_at = now()
+    WHERE {_HELD} AND t.{LEASED_PREDICATE}
+    RETURNING t.*
+), ev AS (
+    INSERT INTO events (event, task_id, type, group_name, tags, data)
+    SELECT 'task.progress', u.id, u.type, u.group_name, u.tags,
+        {EVENT_DATA.format(a="u")} || jsonb_build_object('progress', u.progress)
+    FROM upd u WHERE CAST(:progress AS jsonb) IS NOT NULL
+)
+SELECT * FROM upd
+"""
+)
+
+
+async def heartbeat(
+    conn: AsyncConnection,
+    task_id: str,
+    token: str,
+    *,
+    extend_seconds: float | None,
+    progress: dict[str, Any] | None,
+    state: Any,
+    has_state: bool,
+) -> Row | None:
+    """Extend a live (running or cancelling) lease; record progress and state."""
+    result = await conn.execute(
+        _HEARTBEAT_SQL,
+        {
+            "id": task_id,
+            "token": token,
+            "extend": extend_seconds,
+            "progress": dumps(progress) if progress is not None else None,
+            "state": dumps(state) if has_state else None,
+            "has_state": has_state,
+        },
+    )
+    return result.mappings().first()
+
+
+_STATE_SQL = text(
+    f"""
+UPDATE tasks t SET
+    state = CASE WHEN CAST(:merge AS boolean)
+                 THEN coalesce(t.state, '{{}}'::jsonb) || CAST(:state AS jsonb)
+                 ELSE CAST(:state AS jsonb) END,
+    updated_at = now()
+WHERE {_HELD} AND t.{LEASED_PREDICATE}
+RETURNING t.*
+"""
+)
+
+
+async def set_state(
+    conn: AsyncConnection, task_id: str, token: str, state: Any, *, merge: bool
+) -> Row | None:
+    """Replace or shallow-merge the task's state map under a held lease."""
+    result = await conn.execute(
+        _STATE_SQL, {"id": task_id, "token": token, "state": dumps(state), "merge": merge}
+    )
+    return result.mappings().first()
+
+
+_COMPLETE_SQL = text(
+    f"""
+WITH src AS (
+    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:tokens AS uuid[]),
+        CAST(:results AS text[]), CAST(:states AS text[]), CAST(:has_states AS boolean[]),
+        CAST(:act_read AS bigint[]), CAST(:act_write AS bigint[]),
+        CAST(:act_rx AS bigint[]), CAST(:act_tx AS bigint[]))
+        AS s(id, token, result, state, has_state, act_read, act_write, act_rx, act_tx)
+), upd AS (
+    UPDATE tasks t SET status = 'completed', finished_at = now(), updated_at = now(),
+        result = CAST(s.result AS jsonb),
+        state = CASE WHEN s.has_state THEN CAST(s.state AS jsonb) ELSE t.state END,
+        act_read_bytes = s.act_read, act_write_bytes = s.act_write,
+        act_net_rx_bytes = s.act_rx, act_net_tx_bytes = s.act_tx
+    FROM src s
+    WHERE t.id = s.id AND t.lease_token = s.token AND t.status = 'running'
+      AND t.lease_expires_at > now()
+    RETURNING t.*
+), ev AS (
+    INSERT INTO events (event, task_id, type, group_name, tags, data)
+    SELECT 'task.completed', u.id, u.type, u.group_name, u.tags, {EVENT_DATA.format(a="u")}
+    FROM upd u
+)
+SELECT * FROM upd
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One lease's outcome report."""
+
+    task_id: str
+    token: str
+    result: Any
+    state: Any
+    has_state: bool
+    actual_io: tuple[int, int, int, int] | None
+
+
+async def complete(conn: AsyncConnection, items: Sequence[Completion]) -> dict[str, Row]:
+    """Complete every item whose lease is held and live (one statement); rows by task id."""
+    io = [c.actual_io for c in items]
+    result = await conn.execute(
+        _COMPLETE_SQL,
+        {
+            "ids": [c.task_id for c in items],
+            "tokens": [c.token for c in items],
+            "results": [dumps(c.result) for c in items],
+            "states": [dumps(c.state) if c.has_state else None for c in items],
+            "has_states": [c.has_state for c in items],
+            "act_read": [x[0] if x else None for x in io],
+            "act_write": [x[1] if x else None for x in io],
+            "act_rx": [x[2] if x else None for x in io],
+            "act_tx": [x[3] if x else None for x in io],
+        },
+    )
+    return {row["id"]: row for row in result.mappings()}
+
+
+# Retry delay in seconds: the worker's retry_after if given, else the task's backoff
+# (exponential: base * 2^(attempt-1), capped) with "equal jitter" (50-100% of it), so
+# a burst of failures does not retry in lockstep.
+_RETRY_DELAY = """coalesce(CAST(:retry_after AS float8),
+    CASE WHEN t.backoff = 'fixed' THEN t.backoff_base_seconds
+         ELSE least(t.backoff_max_seconds,
+                    t.backoff_base_seconds * power(2, greatest(t.attempt - 1, 0)))
+    END * (0.5 + random() / 2))"""
+
+_FAIL_SQL = text(
+    f"""
+WITH d AS (
+    SELECT t.id, (CAST(:retryable AS boolean) AND t.attempt < t.max_attempts) AS retry,
+        {_RETRY_DELAY} AS delay
+    FROM tasks t WHERE {_HELD} AND t.status = 'running'
+    FOR UPDATE
+), upd AS (
+    UPDATE tasks t SET
+        status = CASE WHEN NOT d.retry THEN 'failed'
+                      WHEN d.delay > 0 THEN 'scheduled'
+                      ELSE {REQUEUE_STATUS} END,
+        run_after = CASE WHEN d.retry THEN now() + make_interval(secs => d.delay)
+                         ELSE t.run_after END,
+        finished_at = CASE WHEN d.retry THEN NULL ELSE now() END,
+        error = CAST(:error AS jsonb), updated_at = now(),
+        lease_expires_at = NULL
+    FROM d WHERE t.id = d.id
+    RETURNING t.*, d.retry, d.delay
+), ev AS (
+    INSERT INTO events (event, task_id, type, group_name, tags, data)
+    SELECT CASE WHEN u.retry THEN 'task.retrying' ELSE 'task.failed' END,
+        u.id, u.type, u.group_name, u.tags,
+        {EVENT_DATA.format(a="u")} || jsonb_build_object('error', u.error,
+            'run_after', CASE WHEN u.retry THEN u.run_after END)
+    FROM upd u
+)
+SELECT upd.*, (SELECT 1 FROM (SELECT pg_notify('{WORK_CHANNEL}', '') FROM upd
+    WHERE upd.status = 'pending') n LIMIT 1) AS notified
+FROM upd
+"""
+)
+
+
+async def fail(
+    conn: AsyncConnection,
+    task_id: str,
+    token: str,
+    *,
+    error: Any,
+    retryable: bool,
+    retry_after_seconds: float | None,
+) -> Row | None:
+    """Record a failure: retry later (scheduled) while attempts remain, else ``failed``."""
+    result = await conn.execute(
+        _FAIL_SQL,
+        {
+            "id": task_id,
+            "token": token,
+            "error": dumps(error),
+            "retryable": retryable,
+            "retry_after": retry_after_seconds,
+        },
+    )
+    return result.mappings().first()
+
+
+_RELEASE_SQL = text(
+    f"""
+WITH upd AS (
+    UPDATE tasks t SET status = {REQUEUE_STATUS}, attempt = greatest(t.attempt - 1, 0),
+        lease_expires_at = NULL, updated_at = now(),
+        started_at = CASE WHEN t.attempt <= 1 THEN NULL ELSE t.started_at END
+    WHERE {_HELD} AND t.status = 'running'
+    RETURNING t.*
+), ev AS (
+    INSERT INTO events (event, task_id, type, group_name, tags, data)
+    SELECT 'task.released', u.id, u.type, u.group_name, u.tags, {EVENT_DATA.format(a="u")}
+    FROM upd u
+)
+SELECT upd.*, (SELECT 1 FROM (SELECT pg_notify('{WORK_CHANNEL}', '') FROM upd
+    WHERE upd.status = 'pending') n LIMIT 1) AS notified
+FROM upd
+"""
+)
+
+
+async def release(conn: AsyncConnection, task_id: str, token: str) -> Row | None:
+    """Give a lease back unfinished: the task is leasable again, the attempt not counted."""
+    result = await conn.execute(_RELEASE_SQL, {"id": task_id, "token": token})
+    return result.mappings().first()
