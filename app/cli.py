@@ -89,6 +89,20 @@ def migrate_cmd(data_dir: DataDir = None) -> None:
     typer.echo("migrations applied")
 
 
+@cli.command()
+def openapi(
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Print the OpenAPI document the service serves (commit it as openapi/openapi.json)."""
+    from .main import openapi_document
+
+    text = openapi_document()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+
+
 def main() -> None:
     """Entry point of the ``taskmill`` console script."""
     cli()

@@ -61,6 +61,16 @@ def create_app(
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(defs.pop("$defs", {}))
             components["Problem"] = defs
+            # FastAPI documents request validation as its own HTTPValidationError body;
+            # ours is problem+json, so say that instead.
+            (validation,) = problems.problem_responses(422).values()
+            for item in schema["paths"].values():
+                for operation in item.values():
+                    responses = operation.get("responses", {})
+                    if "422" in responses:
+                        responses["422"] = validation
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -71,3 +81,11 @@ def create_app(
 def create_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (used by ``taskmill serve --workers N``)."""
     return create_app()
+
+
+def openapi_document() -> str:
+    """The OpenAPI document as committed in ``openapi/openapi.json`` (stable formatting)."""
+    import json
+
+    app = create_app(Settings(), database_url="postgresql://unused/unused")
+    return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"

@@ -15,7 +15,9 @@ from app.store.tables import metadata
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL")
 if not url:
-    raise SystemExit("set DATABASE_URL (or use `taskmill migrate`, which knows the embedded server)")
+    raise SystemExit(
+        "set DATABASE_URL (or use `taskmill migrate`, which knows the embedded server)"
+    )
 
 
 def _run(connection: Connection) -> None:

@@ -59,17 +59,27 @@ async def _admin(url: str, *sql: str) -> None:
         await conn.close()
 
 
+async def _exists(url: str, name: str) -> bool:
+    conn = await asyncpg.connect(url)
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def template_db(pg_admin_url: str, worker_id: str) -> str:
     """A freshly migrated template database, one per xdist worker."""
     name = f"taskmill_tpl_{worker_id}"
-    asyncio.run(
-        _admin(
-            pg_admin_url,
-            f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
-            f"CREATE DATABASE {name}",
+    if asyncio.run(_exists(pg_admin_url, name)):
+        asyncio.run(
+            _admin(
+                pg_admin_url,
+                f"ALTER DATABASE {name} WITH IS_TEMPLATE false",
+                f"DROP DATABASE {name} WITH (FORCE)",
+            )
         )
-    )
+    asyncio.run(_admin(pg_admin_url, f"CREATE DATABASE {name}"))
     upgrade(_with_db(pg_admin_url, name))
     asyncio.run(_admin(pg_admin_url, f"ALTER DATABASE {name} WITH IS_TEMPLATE true"))
     return name

@@ -83,7 +83,7 @@ async def fail_lease(lease_id: str, body: Fail, service: Service) -> Task:
     "/leases/{lease_id}/release",
     operation_id="release_lease",
     response_model=Task,
-    responses=problem_responses(404, 409, 410),
+    responses=problem_responses(404, 409, 410, 422),
 )
 async def release_lease(lease_id: str, service: Service) -> Task:
     """Give the task back unfinished (graceful stop); the attempt is not counted."""

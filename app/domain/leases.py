@@ -60,7 +60,9 @@ class LeaseService:
                 return LeaseResponse(leases=[])
             await self.listener.wait(armed, min(remaining, self.settings.poll_fallback_seconds))
 
-    async def _claim_once(self, req: LeaseRequest, lease_seconds: float) -> tuple[list[Lease], bool]:
+    async def _claim_once(
+        self, req: LeaseRequest, lease_seconds: float
+    ) -> tuple[list[Lease], bool]:
         async with self.db.transaction() as conn:
             claim = await store.claim(
                 conn,
@@ -163,7 +165,9 @@ class LeaseService:
         task_id, token = self._parse(lease_id)
         self._check_state(body.state, "state")
         async with self.db.transaction() as conn:
-            row = await store.set_state(conn, task_id, token, body.state, merge=body.mode == "merge")
+            row = await store.set_state(
+                conn, task_id, token, body.state, merge=body.mode == "merge"
+            )
             if row is None:
                 raise await self._explain(conn, task_id, token)
         return task_view(row)

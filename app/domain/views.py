@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..schemas.leases import LeasedTask, Lease
+from ..schemas.leases import Lease, LeasedTask
 from ..schemas.tasks import IO, LeaseInfo, Progress, RetryPolicy, Task
 from .ids import lease_id
 

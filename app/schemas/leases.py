@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from .common import IO, Json, JsonObject, Model, Name, Text, TaskType
+from .common import IO, Json, JsonObject, Model, Name, TaskType, Text
 from .tasks import Progress, Task
 
 
@@ -100,7 +100,7 @@ class CompleteBatch(Model):
 class ErrorObject(Model):
     """A structured error: ``message`` plus any fields the worker wants to keep."""
 
-    model_config = {"extra": "allow"}
+    model_config = ConfigDict(extra="allow")
 
     message: Text
 

@@ -135,4 +135,3 @@ class TaskList(BaseModel):
 
     tasks: list[Task]
     next_cursor: str | None
-

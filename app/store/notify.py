@@ -76,7 +76,7 @@ class WorkListener:
             try:
                 conn = await asyncpg.connect(self._url, timeout=10)
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(WORK_CHANNEL, self._on_notify)
                 self.connected.set()
                 delay = 0.1
