@@ -8,11 +8,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..domain.errors import DomainError, problem_type
-from ..store.errors import Unavailable
+from ..domain.errors import DomainError, StoreUnavailable, problem_type
 
 log = logging.getLogger("taskmill.api")
 
@@ -85,11 +83,11 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-async def _database(_: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, Unavailable) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
-        return problem(503, "unavailable", "Service unavailable", "the database is unavailable")
-    if isinstance(exc, OSError | TimeoutError):
-        return problem(503, "unavailable", "Service unavailable", "the database is unavailable")
+async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    return problem(503, "unavailable", "Service unavailable", "the database is unavailable")
+
+
+async def _internal(_: Request, exc: Exception) -> JSONResponse:
     log.exception("internal error", exc_info=exc)
     return problem(500, "internal-error", "Internal error", "an internal error occurred")
 
@@ -99,9 +97,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(DomainError, _domain)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(Unavailable, _database)
-    app.add_exception_handler(DBAPIError, _database)
-    app.add_exception_handler(Exception, _database)
+    app.add_exception_handler(StoreUnavailable, _unavailable)
+    app.add_exception_handler(Exception, _internal)
 
 
 class BodyLimit:

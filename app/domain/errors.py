@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..store.errors import Unavailable as StoreUnavailable
+
+__all__ = ["StoreUnavailable"]  # re-exported: the API maps it to 503 without knowing the store
+
 
 class DomainError(Exception):
     """Base: ``status`` and ``code`` pick the HTTP status and the problem ``type``."""
@@ -64,9 +68,3 @@ class TooLarge(DomainError):
     """A payload, state or batch beyond its configured limit."""
 
     status, code, title = 413, "too-large", "Content too large"
-
-
-class Unavailable(DomainError):
-    """The database is unreachable; the client may retry."""
-
-    status, code, title = 503, "unavailable", "Service unavailable"

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .errors import Unavailable, translate
 
 
 def async_url(url: str) -> str:
@@ -42,9 +45,18 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction: committed on success, rolled back on any exception."""
-        async with self.engine.begin() as conn:
-            yield conn
+        """One transaction: committed on success, rolled back on any exception.
+
+        Driver errors leave here translated (see :func:`translate`): a lost or refused
+        connection becomes :class:`Unavailable`.
+        """
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise translate(exc) from exc
+        except (OSError, TimeoutError) as exc:
+            raise Unavailable(str(exc)) from exc
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 
 class StoreError(Exception):
@@ -26,6 +26,6 @@ def translate(exc: DBAPIError) -> Exception:
         name = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
         if name in _CONSTRAINTS:
             return _CONSTRAINTS[name](name)
-    if exc.connection_invalidated:
+    if exc.connection_invalidated or isinstance(exc, InterfaceError | OperationalError):
         return Unavailable(str(exc.orig))
     return exc
