@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +62,10 @@ def serve(
     from .store.migrate import upgrade
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal with the
+    # handler it found installed: make that one exit normally, so the embedded
+    # PostgreSQL below is stopped cleanly instead of being orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with database(data_dir) as url:
         if migrate:
             upgrade(url)
