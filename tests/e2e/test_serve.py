@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,18 +26,18 @@ async def test_serve_embedded_then_sigterm_stops_postgres(tmp_path: Path) -> Non
         k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TASKMILL_DATABASE_URL")
     }
     data = tmp_path / "pgdata"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--port", str(port), "--data-dir", str(data)],
+    proc = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "app", "serve", "--port", str(port), "--data-dir", str(data)],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
 
             async def ready() -> int:
-                if proc.poll() is not None:
-                    raise AssertionError(proc.stdout.read().decode() if proc.stdout else "")
+                if proc.returncode is not None:
+                    raise AssertionError("taskmill serve exited early")
                 try:
                     return (await client.get("/readyz")).status_code
                 except httpx.TransportError:
@@ -50,7 +50,7 @@ async def test_serve_embedded_then_sigterm_stops_postgres(tmp_path: Path) -> Non
             assert postmaster.exists()
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 0, out.decode()
     assert b"embedded PostgreSQL stopped" in out
     assert not (data / "postmaster.pid").exists(), "PostgreSQL still running after SIGTERM"
