@@ -59,7 +59,12 @@ def _field(loc: tuple[Any, ...]) -> str:
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", ""), "type": e["type"]}
+        {
+            # A JSON syntax error's loc is ("body", <character offset>): the field is the body.
+            "field": "body" if e["type"] == "json_invalid" else _field(tuple(e.get("loc", ()))),
+            "message": e.get("msg", ""),
+            "type": e["type"],
+        }
         for e in exc.errors()
     ]
     fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
@@ -74,9 +79,14 @@ async def _domain(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    titles = {404: "Not found", 405: "Method not allowed", 400: "Bad request"}
+    titles = {
+        400: "Bad request",
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Content too large",
+    }
     title = titles.get(exc.status_code, "Error")
-    code = title.lower().replace(" ", "-")
+    code = "too-large" if exc.status_code == 413 else title.lower().replace(" ", "-")
     response = problem(exc.status_code, code, title, str(exc.detail))
     if exc.headers:
         response.headers.update(exc.headers)
@@ -124,7 +134,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooBig
+                    raise _TooBig(413, f"request body over {self.limit} bytes")
             return message
 
         try:
@@ -139,5 +149,7 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-class _TooBig(Exception):
+class _TooBig(StarletteHTTPException):
+    # An HTTPException, so that FastAPI re-raises it while reading a streamed (chunked)
+    # body instead of turning it into "400 error parsing the body"; _http renders it.
     pass

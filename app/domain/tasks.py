@@ -146,7 +146,7 @@ class TaskService:
             )
         assert result.task is not None
         return SubmitResult(
-            outcome=result.outcome,  # type: ignore[arg-type]
+            outcome=result.outcome,
             task=result.task,
             replaced_task_id=result.replaced_task_id,
         )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
+from ..schemas.common import IO
 from ..schemas.leases import Lease, LeasedTask
-from ..schemas.tasks import IO, LeaseInfo, Progress, RetryPolicy, Task
+from ..schemas.tasks import LeaseInfo, Progress, RetryPolicy, Task
+from ..store.tasks import Row
 from .ids import lease_id
 
 
-def _io(row: Mapping[str, Any], prefix: str) -> IO | None:
+def _io(row: Row, prefix: str) -> IO | None:
     values = [row[f"{prefix}_{k}_bytes"] for k in ("read", "write", "net_rx", "net_tx")]
     if all(v is None for v in values):
         return None
@@ -18,7 +17,7 @@ def _io(row: Mapping[str, Any], prefix: str) -> IO | None:
     return IO(read_bytes=read, write_bytes=write, net_rx_bytes=rx, net_tx_bytes=tx)
 
 
-def task_view(row: Mapping[str, Any]) -> Task:
+def task_view(row: Row) -> Task:
     """The full task record."""
     lease = None
     if row["status"] in ("running", "cancelling") and row["lease_token"] is not None:
@@ -65,7 +64,7 @@ def task_view(row: Mapping[str, Any]) -> Task:
     )
 
 
-def lease_view(row: Mapping[str, Any]) -> Lease:
+def lease_view(row: Row) -> Lease:
     """A granted lease as the worker receives it."""
     return Lease(
         lease_id=lease_id(row["id"], str(row["lease_token"])),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 #: JSON documents nest at most this deep (a guard against stack-exhausting input).
 MAX_JSON_DEPTH = 64
@@ -20,6 +22,12 @@ def _no_nul(value: str) -> str:
     # PostgreSQL text cannot hold U+0000: refuse it here with a 422, not a 500 later.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    # Nor can UTF-8 encode a lone surrogate (JSON allows "\ud800"; it is not text).
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("must not contain unpaired surrogates") from None
     return value
 
 
@@ -32,6 +40,9 @@ def check_json(value: Any) -> Any:
             raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(item, str):
             _no_nul(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            # Python's JSON parser reads 1e400 as inf and accepts NaN; JSON cannot hold them.
+            raise ValueError("numbers must be finite (1e400, NaN and Infinity are not JSON)")
         elif isinstance(item, dict):
             for key, sub in item.items():
                 _no_nul(key)
@@ -45,7 +56,7 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
     if len(tags) > MAX_TAGS:
         raise ValueError(f"at most {MAX_TAGS} tags")
     for key, value in tags.items():
-        if not TAG_KEY_RE.match(key):
+        if not TAG_KEY_RE.fullmatch(key):  # fullmatch: `$` would accept a trailing newline
             raise ValueError(f"tag key {key!r} must be 1-64 characters of [A-Za-z0-9_.:/-]")
         if key.startswith(RESERVED_TAG_PREFIX):
             raise ValueError(f"tag key {key!r} is in the reserved 'taskmill.' namespace")
@@ -55,12 +66,23 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
     return tags
 
 
+def _utc_representable(value: datetime) -> datetime:
+    # 0001-01-01T00:00+14:00 parses, but is before year 1 in UTC: the driver would fail.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("instant out of range") from None
+    return value
+
+
 Text = Annotated[str, AfterValidator(_no_nul)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_nul)]
 TaskType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
 Json = Annotated[Any, AfterValidator(check_json)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]
 Tags = Annotated[dict[str, str], AfterValidator(_check_tags)]
+#: An RFC 3339 instant with an explicit offset, representable in UTC.
+Instant = Annotated[AwareDatetime, AfterValidator(_utc_representable)]
 
 
 class Model(BaseModel):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .common import IO, Json, JsonObject, Model, Name, TaskType, Text
+from .common import IO, Json, JsonObject, Model, Name, TaskType, Text, check_json
 from .tasks import Progress, Task
 
 
@@ -103,6 +103,12 @@ class ErrorObject(Model):
     model_config = ConfigDict(extra="allow")
 
     message: Text
+
+    @model_validator(mode="after")
+    def _extra_is_storable(self) -> ErrorObject:
+        # The extra fields are stored as jsonb too: same NUL/finite/depth rules as payloads.
+        check_json(self.model_extra or {})
+        return self
 
 
 class Fail(Model):

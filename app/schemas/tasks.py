@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
-from .common import IO, Json, Model, Name, Tags, TaskType, Text
+from .common import IO, Instant, Json, Model, Name, Tags, TaskType, Text
 
 Status = Literal[
     "pending",
@@ -47,7 +47,7 @@ class TaskSubmit(Model):
     tags: Tags = Field(default_factory=dict)
     expected_io: IO = Field(default_factory=IO)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    run_after: AwareDatetime | None = None
+    run_after: Instant | None = None
     ttl_seconds: float | None = Field(default=None, gt=0, le=365 * 86400)
     label: Text | None = Field(default=None, max_length=1024)
 

@@ -8,17 +8,18 @@ so a change costs one round trip and can never be seen without its event.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .tables import LIVE_PREDICATE
 
-Row = Mapping[str, Any]
+#: A result row, addressed by column name.
+Row = RowMapping
 
 #: LISTEN/NOTIFY channel that wakes long-polling lease requests on every replica.
 WORK_CHANNEL = "taskmill_work"
