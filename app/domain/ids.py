@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
-TASK_ID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
-LEASE_ID_RE = re.compile(r"^([0-9A-HJKMNP-TV-Z]{26})\.([0-9a-f]{32})$")
+TASK_ID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}\Z")  # \Z: `$` would accept a final newline
+LEASE_ID_RE = re.compile(r"^([0-9A-HJKMNP-TV-Z]{26})\.([0-9a-f]{32})\Z")
+
+
+_last = 0  # the last id issued by this process, as an integer
+_lock = threading.Lock()
 
 
 def new_task_id() -> str:
-    """A ULID-style id: 48-bit millisecond time then 80 random bits, 26 characters.
+    """A ULID: 48-bit millisecond time then 80 random bits, 26 characters.
 
-    Time-ordered, so ids sort roughly by submission (good btree locality, a natural
-    list order) and, being random in their tail, are never reused.
+    Time-ordered (good btree locality, a natural list order) and random in the tail, so
+    never reused. Within one process ids are strictly increasing (monotonic ULID: in the
+    same millisecond the previous id plus one), so a batch lists in submission order.
     """
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    global _last
+    with _lock:
+        value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+        if value <= _last:
+            value = _last + 1
+        _last = value
     chars = []
     for _ in range(26):
         chars.append(_ALPHABET[value & 31])

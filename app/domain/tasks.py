@@ -198,7 +198,7 @@ def _decode_cursor(cursor: str) -> str:
         value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         value = ""
-    if not TASK_ID_RE.match(value):
+    if not TASK_ID_RE.match(value) or _encode_cursor(value) != cursor:  # only our own form
         raise InvalidInput(
             "cursor is not one this server issued",
             errors=[{"field": "cursor", "message": "invalid cursor", "type": "value_error"}],
