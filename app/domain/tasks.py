@@ -90,7 +90,7 @@ class TaskService:
                 max_attempts=retry.max_attempts,
                 backoff=retry.backoff,
                 backoff_base_seconds=retry.base_seconds,
-                backoff_max_seconds=max(retry.max_seconds, retry.base_seconds),
+                backoff_max_seconds=retry.max_seconds,
                 run_after=item.run_after,
                 ttl_seconds=item.ttl_seconds,
                 parent_id=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from .common import IO, Instant, Json, Model, Name, Tags, TaskType, Text
 
@@ -33,6 +33,12 @@ class RetryPolicy(Model):
     backoff: Literal["exponential", "fixed"] = "exponential"
     base_seconds: float = Field(default=1.0, ge=0, le=86400)
     max_seconds: float = Field(default=300.0, ge=0, le=7 * 86400)
+
+    @model_validator(mode="after")
+    def _cap_not_below_base(self) -> RetryPolicy:
+        if self.max_seconds < self.base_seconds:
+            raise ValueError("max_seconds must be at least base_seconds")
+        return self
 
 
 class TaskSubmit(Model):

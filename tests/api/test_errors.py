@@ -67,6 +67,11 @@ INVALID_SUBMITS: list[tuple[str, Any, str]] = [
     ("retry-base-negative", {"type": "t", "retry": {"base_seconds": -1}}, "retry.base_seconds"),
     ("retry-base-huge", {"type": "t", "retry": {"base_seconds": 86401}}, "retry.base_seconds"),
     ("retry-max-huge", {"type": "t", "retry": {"max_seconds": 7 * 86400 + 1}}, "retry.max_seconds"),
+    (
+        "retry-max-below-base",
+        {"type": "t", "retry": {"base_seconds": 10, "max_seconds": 1}},
+        "retry",
+    ),
     ("retry-unknown", {"type": "t", "retry": {"jitter": True}}, "retry.jitter"),
     ("run-after-naive", {"type": "t", "run_after": "2030-01-01T00:00:00"}, "run_after"),
     ("run-after-garbage", {"type": "t", "run_after": "tomorrow"}, "run_after"),
