@@ -25,6 +25,9 @@ class GroupService:
             await store.upsert_group(conn, name, max_c, paused)
             if paused != was_paused:
                 await store.set_tasks_paused(conn, name, paused)
+            old_max = current["max_concurrency"] if current else None
+            if old_max is not None and (max_c is None or max_c > old_max) and not paused:
+                await store.notify_work(conn)  # a raised limit admits waiting work now
             (row,) = await store.list_groups(conn, name)
         return Group.model_validate(dict(row))
 

@@ -48,26 +48,31 @@ class LeaseService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(req.wait_seconds, self.settings.max_wait_seconds)
         lease_seconds = min(req.lease_seconds, self.settings.max_lease_seconds)
+        leases: list[Lease] = []
         while True:
             armed = self.listener.arm()
-            leases, trimmed = await self._claim_once(req, lease_seconds)
+            got, trimmed = await self._claim_once(req, lease_seconds, req.max_tasks - len(leases))
+            leases += got
+            if trimmed and len(leases) < req.max_tasks:
+                # A group filled up under us: look again for the rest, it is now excluded
+                # (a full group must not shrink the grant: no head-of-line blocking).
+                continue
             if leases:
+                leases.sort(key=lambda x: x.task.priority)  # stable: enqueue order kept
                 return LeaseResponse(leases=leases)
-            if trimmed:
-                continue  # a group filled up under us: look again, it is now excluded
             remaining = deadline - loop.time()
             if remaining <= 0 or self.listener.stopping:
                 return LeaseResponse(leases=[])
             await self.listener.wait(armed, min(remaining, self.settings.poll_fallback_seconds))
 
     async def _claim_once(
-        self, req: LeaseRequest, lease_seconds: float
+        self, req: LeaseRequest, lease_seconds: float, n: int
     ) -> tuple[list[Lease], bool]:
         async with self.db.transaction() as conn:
             claim = await store.claim(
                 conn,
                 worker=req.worker_id,
-                n=req.max_tasks,
+                n=n,
                 lease_seconds=lease_seconds,
                 types=req.types,
                 groups=req.groups,
@@ -170,6 +175,9 @@ class LeaseService:
             )
             if row is None:
                 raise await self._explain(conn, task_id, token)
+            if body.mode == "merge":
+                # The merged map must fit too; raising here rolls the merge back.
+                self._check_state(row["state"], "state")
         return task_view(row)
 
     @staticmethod
@@ -197,6 +205,10 @@ class LeaseService:
         """Complete many leases in one transaction; each item answers on its own."""
         errors: dict[int, DomainError] = {}
         items: dict[int, store.Completion] = {}
+        # A lease named again later in the batch is answered as if sent after the first:
+        # it is not completed twice (the first one wins, the repeat is explained below).
+        repeats: dict[int, tuple[str, str]] = {}
+        named: set[tuple[str, str]] = set()
         for i, item in enumerate(body.items):
             parsed = parse_lease_id(item.lease_id)
             if parsed is None:
@@ -207,14 +219,22 @@ class LeaseService:
             except TooLarge as exc:
                 errors[i] = exc
                 continue
+            if parsed in named:
+                repeats[i] = parsed
+                continue
+            named.add(parsed)
             items[i] = self._completion(*parsed, item)
         rows: Mapping[str, Any] = {}
         async with self.db.transaction() as conn:
             if items:
                 rows = await store.complete(conn, list(items.values()))
             for i, c in items.items():
-                if c.task_id not in rows:
+                row = rows.get(c.task_id)
+                # Rows are by task: another item's token may have completed this task.
+                if row is None or str(row["lease_token"]) != c.token:
                     errors[i] = await self._explain(conn, c.task_id, c.token)
+            for i, (task_id, token) in repeats.items():
+                errors[i] = await self._explain(conn, task_id, token)
         results = []
         for i, item in enumerate(body.items):
             if i in errors:

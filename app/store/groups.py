@@ -32,6 +32,11 @@ ON CONFLICT (name) DO UPDATE SET max_concurrency = excluded.max_concurrency,
     )
 
 
+async def notify_work(conn: AsyncConnection) -> None:
+    """Wake the long polls of every replica once this transaction commits."""
+    await conn.execute(text(f"SELECT pg_notify('{WORK_CHANNEL}', '')"))
+
+
 async def set_tasks_paused(conn: AsyncConnection, name: str, paused: bool) -> int:
     """Move the group's leasable tasks to ``paused`` or back; write the group event."""
     old, new = ("pending", "paused") if paused else ("paused", "pending")

@@ -173,6 +173,11 @@ async def grant(
 
 _HELD = "t.id = :id AND t.lease_token = CAST(:token AS uuid) AND t.lease_expires_at > now()"
 
+# A lease that ends frees a slot of its group's concurrency limit: wake the long polls
+# that may be waiting for it (``upd`` is the statement's updated rows).
+_SLOT_FREED = """EXISTS (SELECT 1 FROM groups g
+    WHERE g.name = upd.group_name AND g.max_concurrency IS NOT NULL)"""
+
 
 async def lease_standing(conn: AsyncConnection, task_id: str) -> Row | None:
     """The task's lease columns, to explain why a fenced call matched nothing."""
@@ -279,7 +284,9 @@ WITH src AS (
     SELECT 'task.completed', u.id, u.type, u.group_name, u.tags, {EVENT_DATA.format(a="u")}
     FROM upd u
 )
-SELECT * FROM upd
+SELECT upd.*, (SELECT 1 FROM (SELECT pg_notify('{WORK_CHANNEL}', '') FROM upd
+    WHERE {_SLOT_FREED}) n LIMIT 1) AS notified
+FROM upd
 """
 )
 
@@ -353,7 +360,7 @@ WITH d AS (
     FROM upd u
 )
 SELECT upd.*, (SELECT 1 FROM (SELECT pg_notify('{WORK_CHANNEL}', '') FROM upd
-    WHERE upd.status = 'pending') n LIMIT 1) AS notified
+    WHERE upd.status = 'pending' OR {_SLOT_FREED}) n LIMIT 1) AS notified
 FROM upd
 """
 )

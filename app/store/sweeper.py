@@ -16,6 +16,11 @@ from .tasks import EVENT_DATA, REQUEUE_STATUS, WORK_CHANNEL
 _NOTIFY_IF_PENDING = f"""(SELECT 1 FROM (SELECT pg_notify('{WORK_CHANNEL}', '') FROM upd
     WHERE upd.status = 'pending') n LIMIT 1)"""
 
+# An ended lease also frees a slot of its group's concurrency limit: wake waiting polls.
+_NOTIFY_IF_LEASABLE = f"""(SELECT 1 FROM (SELECT pg_notify('{WORK_CHANNEL}', '') FROM upd
+    WHERE upd.status = 'pending' OR EXISTS (SELECT 1 FROM groups g
+        WHERE g.name = upd.group_name AND g.max_concurrency IS NOT NULL)) n LIMIT 1)"""
+
 # A lease past its expiry: a cancelling task becomes terminal (its cancel is complete);
 # a running one goes back to the queue with the attempt counted, or fails when exhausted.
 # The token is cleared so the old holder's late calls answer 410.
@@ -42,11 +47,16 @@ WITH due AS (
     FROM due WHERE t.id = due.id
     RETURNING t.*
 ), ev AS (
+    -- lease.expired for each; a task that thereby used up its attempts is also task.failed.
     INSERT INTO events (event, task_id, type, group_name, tags, data)
-    SELECT 'lease.expired', u.id, u.type, u.group_name, u.tags, {EVENT_DATA.format(a="u")}
-    FROM upd u
+    SELECT e.event, u.id, u.type, u.group_name, u.tags, {EVENT_DATA.format(a="u")}
+        || CASE WHEN e.event = 'task.failed' THEN jsonb_build_object('error', u.error)
+                ELSE '{{}}'::jsonb END
+    FROM upd u CROSS JOIN (VALUES (1, 'lease.expired'), (2, 'task.failed')) AS e(ord, event)
+    WHERE e.ord = 1 OR u.status = 'failed'
+    ORDER BY u.id, e.ord
 )
-SELECT count(*) AS n, {_NOTIFY_IF_PENDING} AS notified FROM upd
+SELECT count(*) AS n, {_NOTIFY_IF_LEASABLE} AS notified FROM upd
 """
 )
 
