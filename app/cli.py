@@ -96,6 +96,61 @@ def migrate_cmd(data_dir: DataDir = None) -> None:
 
 
 @cli.command()
+def bench(
+    seconds: Annotated[
+        float, typer.Option(min=0.1, help="Measured seconds per scenario and mode.")
+    ] = 3.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Concurrent client loops.")] = 8,
+    terminal_rows: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Instead of the scenarios: claim-path cost of this many finished tasks "
+            "kept in `tasks` vs moved to a history table.",
+        ),
+    ] = None,
+    scratch_db: Annotated[
+        str,
+        typer.Option(
+            help="Scratch database, dropped and re-created, dropped again at the end; "
+            "its name must start with taskmill_bench."
+        ),
+    ] = "taskmill_bench",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Embedded PostgreSQL data directory (without DATABASE_URL; default: a "
+            "temporary directory).",
+        ),
+    ] = None,
+) -> None:
+    """Measure the hot paths over HTTP and directly, in a scratch database."""
+    import tempfile
+
+    from .bench import SCRATCH_PREFIX, run_scenarios, run_terminal_rows
+
+    if not scratch_db.startswith(SCRATCH_PREFIX):
+        raise typer.BadParameter(
+            f"must start with {SCRATCH_PREFIX!r} (the bench drops it)", param_hint="--scratch-db"
+        )
+    with (
+        tempfile.TemporaryDirectory(prefix="taskmill-bench-") as scratch_dir,
+        database(data_dir or Path(scratch_dir)) as url,
+    ):
+        if terminal_rows is None:
+            run_scenarios(url, seconds=seconds, concurrency=concurrency, scratch_db=scratch_db)
+        else:
+            run_terminal_rows(
+                url,
+                rows=terminal_rows,
+                seconds=seconds,
+                concurrency=concurrency,
+                scratch_db=scratch_db,
+            )
+
+
+@cli.command()
 def openapi(
     output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:

@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from ..domain.service import Taskmill
 
 
-def _service(request: Request) -> Taskmill:
+async def _service(request: Request) -> Taskmill:
+    # async: a plain function would run in a worker thread on every request
     service: Taskmill = request.app.state.taskmill
     return service
 

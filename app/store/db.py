@@ -38,7 +38,10 @@ class Database:
             self.url,
             pool_size=pool_size,
             max_overflow=max_overflow,
-            pool_pre_ping=True,
+            # No pre-ping: it costs a round trip per transaction. After a database restart
+            # the first statement on a stale connection fails (503) and SQLAlchemy then
+            # invalidates the whole pool, so clients see one error, not one per connection.
+            pool_pre_ping=False,
             # Fail fast rather than hang when PostgreSQL is unreachable.
             connect_args={"timeout": 10, "command_timeout": 60},
         )

@@ -1,0 +1,151 @@
+"""Two ways to drive the same use cases: over HTTP, and by calling the domain directly.
+
+Both issue the same SQL statements; the difference between their figures is what the
+HTTP layer costs (uvicorn, FastAPI validation and serialisation, JSON, the client).
+Bodies that never change are built once per driver, so the loops measure the service
+rather than the bench's own object building.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+import httpx
+
+from ..config import Settings
+from ..domain.service import Taskmill
+from ..schemas.leases import Complete, CompleteBatch, CompleteItem, LeaseRequest
+from ..schemas.tasks import TaskSubmit
+from .scratch import SEED_TASK
+
+#: Worker id of every lease the benchmark takes.
+WORKER = "bench"
+
+
+@asynccontextmanager
+async def direct_container(database_url: str) -> AsyncIterator[Taskmill]:
+    """A started service container, as the app's lifespan makes one (without a sweeper)."""
+    # Settings() reads the same TASKMILL_* environment as the server process does.
+    taskmill = Taskmill(Settings(), database_url)
+    await taskmill.start(sweep=False)
+    try:
+        yield taskmill
+    finally:
+        await taskmill.stop()
+
+
+@asynccontextmanager
+async def http_client(base_url: str, concurrency: int) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client with one keep-alive connection per loop.
+
+    Proxy settings in the environment are ignored: the server is on 127.0.0.1.
+    """
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, timeout=30, trust_env=False
+    ) as client:
+        yield client
+
+
+class BenchError(RuntimeError):
+    """The service refused a call the benchmark expects to succeed."""
+
+
+class Driver(Protocol):
+    """The calls a benchmark loop makes."""
+
+    async def submit_one(self) -> None:
+        """Submit one task (``POST /tasks``)."""
+
+    async def submit_many(self, n: int) -> None:
+        """Submit ``n`` tasks in one batch (``POST /tasks/batch``)."""
+
+    async def lease(self, n: int) -> list[str]:
+        """Lease up to ``n`` tasks without waiting; return their lease ids."""
+
+    async def complete_one(self, lease_id: str) -> None:
+        """Complete one lease (``POST /leases/{id}/complete``)."""
+
+    async def complete_many(self, lease_ids: Sequence[str]) -> None:
+        """Complete many leases in one batch (``POST /leases/complete``)."""
+
+
+def _check(response: httpx.Response, status: int) -> None:
+    if response.status_code != status:
+        raise BenchError(
+            f"{response.request.method} {response.request.url.path} answered "
+            f"{response.status_code}: {response.text[:500]}"
+        )
+
+
+class HttpDriver:
+    """Drives a running server through an HTTP client."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self._task = {"type": SEED_TASK.type, "payload": SEED_TASK.payload}
+
+    async def submit_one(self) -> None:
+        """Submit one task (``POST /tasks``)."""
+        _check(await self.client.post("/tasks", json=self._task), 201)
+
+    async def submit_many(self, n: int) -> None:
+        """Submit ``n`` tasks in one batch (``POST /tasks/batch``)."""
+        _check(await self.client.post("/tasks/batch", json={"tasks": [self._task] * n}), 200)
+
+    async def lease(self, n: int) -> list[str]:
+        """Lease up to ``n`` tasks without waiting; return their lease ids."""
+        body = {"worker_id": WORKER, "max_tasks": n, "wait_seconds": 0}
+        response = await self.client.post("/leases", json=body)
+        _check(response, 200)
+        return [lease["lease_id"] for lease in response.json()["leases"]]
+
+    async def complete_one(self, lease_id: str) -> None:
+        """Complete one lease (``POST /leases/{id}/complete``)."""
+        _check(await self.client.post(f"/leases/{lease_id}/complete", json={}), 200)
+
+    async def complete_many(self, lease_ids: Sequence[str]) -> None:
+        """Complete many leases in one batch (``POST /leases/complete``)."""
+        items = [{"lease_id": lease_id} for lease_id in lease_ids]
+        response = await self.client.post("/leases/complete", json={"items": items})
+        _check(response, 200)
+        # A batch answers 200 even when items fail: only confirmed completions count.
+        refused = [r for r in response.json()["results"] if not r["ok"]]
+        if refused:
+            raise BenchError(f"{len(refused)} completions refused, e.g. {refused[0]}")
+
+
+class DirectDriver:
+    """Calls the domain services of an in-process container: no HTTP at all."""
+
+    def __init__(self, taskmill: Taskmill) -> None:
+        self.taskmill = taskmill
+        self._task: TaskSubmit = SEED_TASK
+
+    async def submit_one(self) -> None:
+        """Submit one task (what ``POST /tasks`` calls)."""
+        await self.taskmill.tasks.submit(self._task)
+
+    async def submit_many(self, n: int) -> None:
+        """Submit ``n`` tasks in one batch (what ``POST /tasks/batch`` calls)."""
+        await self.taskmill.tasks.submit_batch([self._task] * n)
+
+    async def lease(self, n: int) -> list[str]:
+        """Lease up to ``n`` tasks without waiting; return their lease ids."""
+        request = LeaseRequest(worker_id=WORKER, max_tasks=n, wait_seconds=0)
+        response = await self.taskmill.leases.lease(request)
+        return [lease.lease_id for lease in response.leases]
+
+    async def complete_one(self, lease_id: str) -> None:
+        """Complete one lease (what ``POST /leases/{id}/complete`` calls)."""
+        await self.taskmill.leases.complete(lease_id, Complete())
+
+    async def complete_many(self, lease_ids: Sequence[str]) -> None:
+        """Complete many leases in one batch (what ``POST /leases/complete`` calls)."""
+        items = [CompleteItem(lease_id=lease_id) for lease_id in lease_ids]
+        result = await self.taskmill.leases.complete_batch(CompleteBatch(items=items))
+        refused = [r for r in result.results if not r.ok]
+        if refused:
+            raise BenchError(f"{len(refused)} completions refused, e.g. {refused[0]}")

@@ -1,0 +1,44 @@
+"""`taskmill bench` end to end: both modes run, with tiny settings, against the test server.
+
+Only that they finish and report every row is checked; speed is the bench's business.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+from app.bench.scenarios import SCENARIOS
+
+
+def _bench(pg_admin_url: str, *args: str) -> str:
+    """Run the bench CLI in its own process (it runs its own event loops); return stdout."""
+    scratch = f"taskmill_bench_{uuid.uuid4().hex[:12]}"
+    # A wide console, so that rich does not wrap or shorten the row titles.
+    env = dict(os.environ, DATABASE_URL=pg_admin_url, COLUMNS="200")
+    command = [sys.executable, "-m", "app", "bench", "--seconds=0.5", "--concurrency=2"]
+    result = subprocess.run(
+        [*command, f"--scratch-db={scratch}", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_bench_reports_every_scenario_over_http_and_direct(pg_admin_url: str) -> None:
+    out = _bench(pg_admin_url)
+    assert "HTTP/direct" in out
+    for scenario in SCENARIOS:
+        assert scenario.title in out
+
+
+def test_bench_terminal_rows_reports_both_layouts(pg_admin_url: str) -> None:
+    out = _bench(pg_admin_url, "--terminal-rows=2000")
+    for layout in ("empty (reference)", "kept in tasks", "moved to history"):
+        assert layout in out
