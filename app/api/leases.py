@@ -80,6 +80,17 @@ async def fail_lease(lease_id: str, body: Fail, service: Service) -> Task:
 
 
 @router.post(
+    "/leases/{lease_id}/cancelled",
+    operation_id="acknowledge_cancel",
+    response_model=Task,
+    responses=problem_responses(404, 409, 410, 422),
+)
+async def acknowledge_cancel(lease_id: str, service: Service) -> Task:
+    """Acknowledge a cancel directive after running on_cancel; the task then ends."""
+    return await service.leases.acknowledge_cancel(lease_id)
+
+
+@router.post(
     "/leases/{lease_id}/release",
     operation_id="release_lease",
     response_model=Task,

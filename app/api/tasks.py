@@ -83,3 +83,14 @@ async def list_tasks(
 async def get_task(task_id: str, service: Service) -> Task:
     """One task, whatever its status, until retention removes it."""
     return await service.tasks.get(task_id)
+
+
+@router.post(
+    "/tasks/{task_id}/cancel",
+    operation_id="cancel_task",
+    response_model=Task,
+    responses=problem_responses(404, 409, 422),
+)
+async def cancel_task(task_id: str, service: Service) -> Task:
+    """Cancel a task and all its descendants; leased ones are revoked (workers run on_cancel)."""
+    return await service.tasks.cancel(task_id)

@@ -46,6 +46,18 @@ class DuplicateRejected(DomainError):
     status, code, title = 409, "duplicate-rejected", "Duplicate task"
 
 
+class ParentNotRunning(DomainError):
+    """Children can be added only to a running task (by the holder of its lease)."""
+
+    status, code, title = 409, "parent-not-running", "Parent not running"
+
+
+class TaskFinished(DomainError):
+    """The task already ended; it cannot be cancelled."""
+
+    status, code, title = 409, "task-finished", "Task already finished"
+
+
 class LeaseConflict(DomainError):
     """The lease is held but this call is not allowed now (revoked, already reported)."""
 

@@ -25,6 +25,7 @@ from ..schemas.leases import (
 )
 from ..schemas.tasks import Task
 from ..store import leases as store
+from ..store import supersede as tree
 from ..store.db import Database
 from ..store.notify import WorkListener
 from ..store.tasks import dumps
@@ -259,6 +260,22 @@ class LeaseService:
                 retry_after_seconds=body.retry_after_seconds,
             )
             if row is None:
+                raise await self._explain(conn, task_id, token)
+        return task_view(row)
+
+    async def acknowledge_cancel(self, lease_id: str) -> Task:
+        """The worker ran its on_cancel hook: the revoked task ends (cancelled/superseded)."""
+        task_id, token = self._parse(lease_id)
+        async with self.db.transaction() as conn:
+            row = await tree.acknowledge_cancel(conn, task_id, token)
+            if row is None:
+                standing = await store.lease_standing(conn, task_id)
+                if (
+                    standing is not None
+                    and standing["lease_token"] == token
+                    and standing["status"] == "running"
+                ):
+                    raise LeaseConflict("no cancel was requested for this lease")
                 raise await self._explain(conn, task_id, token)
         return task_view(row)
 

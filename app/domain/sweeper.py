@@ -29,6 +29,7 @@ class Sweeper:
             ("expired_leases", store.expire_leases),
             ("promoted", store.promote_scheduled),
             ("expired_ttl", store.expire_ttl),
+            ("unblocked", store.unblock_stale),
         ):
             total = 0
             while True:

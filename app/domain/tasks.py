@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..config import Settings
+from ..schemas.common import MAX_TAGS
 from ..schemas.tasks import (
     BatchItemResult,
     BatchSubmitResult,
@@ -16,9 +19,17 @@ from ..schemas.tasks import (
     TaskList,
     TaskSubmit,
 )
+from ..store import supersede as tree
 from ..store import tasks as store
 from ..store.db import Database
-from .errors import DuplicateRejected, InvalidInput, NotFound, TooLarge
+from .errors import (
+    DuplicateRejected,
+    InvalidInput,
+    NotFound,
+    ParentNotRunning,
+    TaskFinished,
+    TooLarge,
+)
 from .ids import TASK_ID_RE, new_task_id
 from .views import task_view
 
@@ -28,6 +39,10 @@ TaskFilter = store.TaskFilter
 # A dedup conflict whose holder finished before we could read it is retried; under any
 # sane load one retry suffices, the bound only guards against a pathological livelock.
 _MAX_DEDUP_ROUNDS = 10
+
+
+def _error(field: str, message: str, kind: str) -> dict[str, str]:
+    return {"field": field, "message": message, "type": kind}
 
 
 @dataclass(slots=True)
@@ -51,17 +66,6 @@ class TaskService:
         prepared = []
         for index, item in enumerate(items):
             where = f"tasks[{index}]." if batch else ""
-            if item.on_duplicate == "supersede":
-                raise InvalidInput(
-                    "on_duplicate=supersede is not available in this release",
-                    errors=[
-                        {
-                            "field": f"{where}on_duplicate",
-                            "message": "supersede is not available yet; use skip or reject",
-                            "type": "unsupported",
-                        }
-                    ],
-                )
             payload_json = store.dumps(item.payload)
             size = len(payload_json.encode())
             if size > self.settings.max_payload_bytes:
@@ -93,48 +97,139 @@ class TaskService:
                 backoff_max_seconds=retry.max_seconds,
                 run_after=item.run_after,
                 ttl_seconds=item.ttl_seconds,
-                parent_id=None,
-                fail_fast=True,
+                parent_id=item.parent_id,
+                fail_fast=item.fail_fast,
             )
             prepared.append(_Pending(index, item, new))
         return prepared
 
     async def _apply(self, prepared: list[_Pending]) -> list[BatchItemResult]:
-        """Apply submissions in order in one transaction, as if submitted one by one."""
+        """Apply submissions in order in one transaction, as if submitted one by one.
+
+        Runs of skip/reject items go to the database as one statement; a supersede item
+        is applied on its own, in its place in the order.
+        """
         results: dict[int, BatchItemResult] = {}
         deduplicated: list[str] = []
         async with self.db.transaction() as conn:
-            todo = prepared
-            for _ in range(_MAX_DEDUP_ROUNDS):
-                if not todo:
-                    break
-                inserted = await store.insert_tasks(conn, [p.new for p in todo])
-                conflicts = [p for p in todo if p.new.id not in inserted]
-                for p in todo:
-                    if p.new.id in inserted:
-                        results[p.index] = BatchItemResult(
-                            outcome="created", task=task_view(inserted[p.new.id])
-                        )
-                keys = sorted({(p.new.type, p.new.dedup_key or "") for p in conflicts})
-                holders = await store.live_holders(conn, keys)
-                todo = []
-                for p in conflicts:
-                    holder = holders.get((p.new.type, p.new.dedup_key or ""))
-                    if holder is None:
-                        todo.append(p)  # the holder finished meanwhile: insert again
-                    elif p.item.on_duplicate == "reject":
-                        results[p.index] = BatchItemResult(
-                            outcome="rejected", existing_task_id=holder["id"]
-                        )
-                    else:
-                        deduplicated.append(holder["id"])
-                        results[p.index] = BatchItemResult(
-                            outcome="deduplicated", task=task_view(holder)
-                        )
-            else:
-                raise RuntimeError("dedup key kept changing hands; giving up")  # pragma: no cover
+            await self._adopt(conn, prepared)
+            run: list[_Pending] = []
+            for p in [*prepared, None]:
+                if p is not None and (p.item.on_duplicate != "supersede" or not p.new.dedup_key):
+                    run.append(p)
+                    continue
+                if run:
+                    await self._insert(conn, run, results, deduplicated)
+                    run = []
+                if p is not None:
+                    results[p.index] = await self._supersede(conn, p)
             await store.record_task_events(conn, "task.deduplicated", deduplicated)
         return [results[i] for i in range(len(prepared))]
+
+    @staticmethod
+    async def _adopt(conn: AsyncConnection, prepared: list[_Pending]) -> None:
+        """Children: the parent must be running; they inherit its tags (theirs win)."""
+        children = [p for p in prepared if p.new.parent_id]
+        if not children:
+            return
+        parents = await tree.lock_parents(conn, sorted({p.new.parent_id or "" for p in children}))
+        for p in children:
+            where = f"tasks[{p.index}]." if len(prepared) > 1 else ""
+            parent = parents.get(p.new.parent_id or "")
+            if parent is None:
+                raise InvalidInput(
+                    f"no task {p.new.parent_id!r} to be the parent",
+                    errors=[_error(f"{where}parent_id", "no such task", "not_found")],
+                )
+            if parent["status"] != "running":
+                raise ParentNotRunning(
+                    f"task {parent['id']} is {parent['status']}: children are added by the "
+                    "holder of its lease while it runs",
+                    parent_status=parent["status"],
+                )
+            tags = {**parent["tags"], **p.new.tags}
+            if len(tags) > MAX_TAGS:
+                raise InvalidInput(
+                    f"with the parent's tags the task would have {len(tags)} tags",
+                    errors=[_error(f"{where}tags", f"at most {MAX_TAGS} with inherited", "tags")],
+                )
+            p.new = replace(p.new, tags=tags)
+
+    async def _insert(
+        self,
+        conn: AsyncConnection,
+        todo: list[_Pending],
+        results: dict[int, BatchItemResult],
+        deduplicated: list[str],
+    ) -> None:
+        """Insert skip/reject items; answer the held keys from their live holders."""
+        for _ in range(_MAX_DEDUP_ROUNDS):
+            if not todo:
+                return
+            inserted = await store.insert_tasks(conn, [p.new for p in todo])
+            conflicts = [p for p in todo if p.new.id not in inserted]
+            for p in todo:
+                if p.new.id in inserted:
+                    results[p.index] = BatchItemResult(
+                        outcome="created", task=task_view(inserted[p.new.id])
+                    )
+            keys = sorted({(p.new.type, p.new.dedup_key or "") for p in conflicts})
+            holders = await store.live_holders(conn, keys)
+            todo = []
+            for p in conflicts:
+                holder = holders.get((p.new.type, p.new.dedup_key or ""))
+                if holder is None:
+                    todo.append(p)  # the holder finished meanwhile: insert again
+                elif p.item.on_duplicate == "reject":
+                    results[p.index] = BatchItemResult(
+                        outcome="rejected", existing_task_id=holder["id"]
+                    )
+                else:
+                    deduplicated.append(holder["id"])
+                    results[p.index] = BatchItemResult(
+                        outcome="deduplicated", task=task_view(holder)
+                    )
+        raise RuntimeError("dedup key kept changing hands; giving up")  # pragma: no cover
+
+    @staticmethod
+    async def _supersede(conn: AsyncConnection, p: _Pending) -> BatchItemResult:
+        """Latest value wins: retire the key's live holder and put this task in its place.
+
+        A holder that never started (pending, scheduled, paused, blocked) is replaced in
+        place: same queue position, and a blocked one's replacement stays blocked on the
+        same predecessor. A running holder is revoked and the new task waits, blocked,
+        until the holder and all its descendants are terminal; a waiting holder ends at
+        once and the new task waits only for descendants still being cancelled.
+        """
+        new = p.new
+        for _ in range(_MAX_DEDUP_ROUNDS):
+            holder = await tree.retire_holder(conn, new.type, new.dedup_key or "", new.id)
+            if holder is None:
+                inserted = await store.insert_tasks(conn, [new])
+                if new.id in inserted:
+                    return BatchItemResult(outcome="created", task=task_view(inserted[new.id]))
+                continue  # a concurrent submit took the key first: supersede that one
+            old = holder["old_status"]
+            if old in ("running", "waiting"):
+                replacement = replace(
+                    new, blocked_on=holder["id"], state_from=holder["id"], supersedes=holder["id"]
+                )
+            else:
+                replacement = replace(
+                    new,
+                    seq=holder["old_seq"],
+                    blocked_on=holder["old_blocked_on"] if old == "blocked" else None,
+                    state_from=holder["id"] if holder["old_started"] else holder["old_state_from"],
+                    supersedes=holder["id"],
+                )
+            inserted = await store.insert_tasks(conn, [replacement])
+            row = inserted[new.id]  # the key is ours: we retired its holder in this transaction
+            if old == "waiting" and await tree.unblock_for(conn, holder["id"]):
+                row = await store.get_task(conn, new.id) or row
+            return BatchItemResult(
+                outcome="superseded", task=task_view(row), replaced_task_id=holder["id"]
+            )
+        raise RuntimeError("dedup key kept changing hands; giving up")  # pragma: no cover
 
     async def submit(self, item: TaskSubmit) -> SubmitResult:
         """Submit one task. Raises :class:`DuplicateRejected` for a rejected duplicate."""
@@ -167,6 +262,28 @@ class TaskService:
         return BatchSubmitResult(results=await self._apply(self._prepare(items, batch=True)))
 
     # -- reading --------------------------------------------------------------------
+
+    async def cancel(self, task_id: str) -> Task:
+        """Cancel a task and its descendants: unleased ones end now, leased ones are revoked.
+
+        Cancelling a task that is already cancelled or being cancelled changes nothing;
+        a task that finished otherwise answers :class:`TaskFinished`.
+        """
+        if not TASK_ID_RE.match(task_id):
+            raise NotFound(f"no task {task_id!r}")
+        async with self.db.transaction() as conn:
+            row = (await tree.cancel(conn, [task_id])).get(task_id)
+            if row is None:
+                row = await store.get_task(conn, task_id)
+                if row is None:
+                    raise NotFound(f"no task {task_id!r}")
+                if row["status"] not in ("cancelled", "cancelling"):
+                    raise TaskFinished(
+                        f"task {task_id} is already {row['status']}", task_status=row["status"]
+                    )
+            else:
+                row = await store.get_task(conn, task_id) or row
+        return task_view(row)
 
     async def get(self, task_id: str) -> Task:
         """One task by id, whatever its status."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..schemas.common import IO
 from ..schemas.leases import Lease, LeasedTask
-from ..schemas.tasks import LeaseInfo, Progress, RetryPolicy, Task
+from ..schemas.tasks import Children, LeaseInfo, Progress, RetryPolicy, Task
 from ..store.tasks import Row
 from .ids import lease_id
 
@@ -61,6 +61,14 @@ def task_view(row: Row) -> Task:
         cancel_reason=row["cancel_reason"],
         superseded_by=row["superseded_by"],
         supersedes=row["supersedes"],
+        blocked_on=row["blocked_on"],
+        fail_fast=row["fail_fast"],
+        children=Children(
+            total=row["children_total"],
+            live=row["children_live"],
+            completed=row["children_completed"],
+            failed=row["children_failed"],
+        ),
     )
 
 

@@ -56,6 +56,15 @@ class TaskSubmit(Model):
     run_after: Instant | None = None
     ttl_seconds: float | None = Field(default=None, gt=0, le=365 * 86400)
     label: Text | None = Field(default=None, max_length=1024)
+    parent_id: Text | None = Field(
+        default=None,
+        max_length=64,
+        description="make this a child of a running task (submitted by its lease holder)",
+    )
+    fail_fast: bool = Field(
+        default=True,
+        description="a child's permanent failure cancels its siblings and fails this task",
+    )
 
 
 class TaskBatchSubmit(Model):
@@ -77,6 +86,15 @@ class Progress(Model):
 
     fraction: float | None = Field(default=None, ge=0, le=1)
     message: Text | None = Field(default=None, max_length=1024)
+
+
+class Children(BaseModel):
+    """Counts of a task's children."""
+
+    total: int
+    live: int = Field(description="not yet terminal (cancelling included)")
+    completed: int
+    failed: int
 
 
 class Task(BaseModel):
@@ -111,6 +129,11 @@ class Task(BaseModel):
     cancel_reason: str | None
     superseded_by: str | None
     supersedes: str | None
+    blocked_on: str | None = Field(
+        description="a blocked task waits for this task and all its descendants to end"
+    )
+    fail_fast: bool
+    children: Children
 
 
 class SubmitResult(BaseModel):

@@ -29,7 +29,9 @@ _BLOCKED_GROUPS = f"""ARRAY(
 )"""
 
 _GRANT = """
-    UPDATE tasks t SET status = 'running', attempt = t.attempt + 1,
+    UPDATE tasks t SET status = 'running',
+        -- a finalize lease is the same attempt's second phase, not a new attempt
+        attempt = t.attempt + CASE WHEN t.phase = 'execute' THEN 1 ELSE 0 END,
         lease_token = gen_random_uuid(), lease_worker = :worker, lease_seconds = :secs,
         lease_expires_at = now() + make_interval(secs => :secs),
         started_at = coalesce(t.started_at, now()), updated_at = now()
@@ -73,7 +75,7 @@ WITH cand AS MATERIALIZED (
 ), ev AS ({_LEASED_EVENT})
 SELECT cand.id AS cand_id, cand.group_name AS cand_group, cand.group_limit,
     u.*, p.state AS previous_state
-FROM cand LEFT JOIN upd u ON u.id = cand.id LEFT JOIN tasks p ON p.id = u.supersedes
+FROM cand LEFT JOIN upd u ON u.id = cand.id LEFT JOIN tasks p ON p.id = u.state_from
 ORDER BY cand.priority, cand.seq
 """
     )
@@ -150,7 +152,7 @@ WITH upd AS (
     WHERE t.id = ANY(CAST(:ids AS text[])) AND t.status = 'pending'
     RETURNING t.*
 ), ev AS ({_LEASED_EVENT})
-SELECT u.*, p.state AS previous_state FROM upd u LEFT JOIN tasks p ON p.id = u.supersedes
+SELECT u.*, p.state AS previous_state FROM upd u LEFT JOIN tasks p ON p.id = u.state_from
 ORDER BY u.priority, u.seq
 """
 )
@@ -270,7 +272,17 @@ WITH src AS (
         CAST(:act_rx AS bigint[]), CAST(:act_tx AS bigint[]))
         AS s(id, token, result, state, has_state, act_read, act_write, act_rx, act_tx)
 ), upd AS (
-    UPDATE tasks t SET status = 'completed', finished_at = now(), updated_at = now(),
+    -- Live children: the task waits for them (then finalizes); a fail_fast parent whose
+    -- child failed permanently fails instead of completing.
+    UPDATE tasks t SET
+        status = CASE WHEN t.children_live > 0 THEN 'waiting'
+                      WHEN t.fail_fast AND t.children_failed > 0 THEN 'failed'
+                      ELSE 'completed' END,
+        finished_at = CASE WHEN t.children_live > 0 THEN NULL ELSE now() END,
+        error = CASE WHEN t.children_live = 0 AND t.fail_fast AND t.children_failed > 0
+                     THEN jsonb_build_object('message', 'a child task failed')
+                     ELSE t.error END,
+        updated_at = now(),
         result = CAST(s.result AS jsonb),
         state = CASE WHEN s.has_state THEN CAST(s.state AS jsonb) ELSE t.state END,
         act_read_bytes = s.act_read, act_write_bytes = s.act_write,
@@ -281,7 +293,8 @@ WITH src AS (
     RETURNING t.*
 ), ev AS (
     INSERT INTO events (event, task_id, type, group_name, tags, data)
-    SELECT 'task.completed', u.id, u.type, u.group_name, u.tags, {EVENT_DATA.format(a="u")}
+    SELECT 'task.' || u.status, u.id, u.type, u.group_name, u.tags,
+        {EVENT_DATA.format(a="u")}
     FROM upd u
 )
 SELECT upd.*, (SELECT 1 FROM (SELECT pg_notify('{WORK_CHANNEL}', '') FROM upd
@@ -392,7 +405,8 @@ async def fail(
 _RELEASE_SQL = text(
     f"""
 WITH upd AS (
-    UPDATE tasks t SET status = {REQUEUE_STATUS}, attempt = greatest(t.attempt - 1, 0),
+    UPDATE tasks t SET status = {REQUEUE_STATUS},
+        attempt = greatest(t.attempt - CASE WHEN t.phase = 'execute' THEN 1 ELSE 0 END, 0),
         lease_expires_at = NULL, updated_at = now(),
         started_at = CASE WHEN t.attempt <= 1 THEN NULL ELSE t.started_at END
     WHERE {_HELD} AND t.status = 'running'

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from . import supersede
 from .tables import LEASED_PREDICATE, UNSTARTED_PREDICATE
 from .tasks import EVENT_DATA, REQUEUE_STATUS, WORK_CHANNEL
 
@@ -47,13 +48,16 @@ WITH due AS (
     FROM due WHERE t.id = due.id
     RETURNING t.*
 ), ev AS (
-    -- lease.expired for each; a task that thereby used up its attempts is also task.failed.
+    -- lease.expired for each; a task that thereby ended also gets its terminal event
+    -- (task.failed when attempts are used up, task.cancelled / task.superseded when a
+    -- revoked lease ran out before the worker acknowledged).
     INSERT INTO events (event, task_id, type, group_name, tags, data)
     SELECT e.event, u.id, u.type, u.group_name, u.tags, {EVENT_DATA.format(a="u")}
         || CASE WHEN e.event = 'task.failed' THEN jsonb_build_object('error', u.error)
                 ELSE '{{}}'::jsonb END
-    FROM upd u CROSS JOIN (VALUES (1, 'lease.expired'), (2, 'task.failed')) AS e(ord, event)
-    WHERE e.ord = 1 OR u.status = 'failed'
+    FROM upd u CROSS JOIN LATERAL (VALUES (1, 'lease.expired'), (2, 'task.' || u.status))
+        AS e(ord, event)
+    WHERE e.ord = 1 OR u.status IN ('failed', 'cancelled', 'superseded')
     ORDER BY u.id, e.ord
 )
 SELECT count(*) AS n, {_NOTIFY_IF_LEASABLE} AS notified FROM upd
@@ -107,6 +111,11 @@ async def expire_leases(conn: AsyncConnection, batch: int) -> int:
 async def promote_scheduled(conn: AsyncConnection, batch: int) -> int:
     """Make up to ``batch`` due scheduled tasks leasable; return how many."""
     return int((await conn.execute(_PROMOTE_SQL, {"batch": batch})).scalar_one())
+
+
+async def unblock_stale(conn: AsyncConnection, batch: int) -> int:
+    """Release blocked tasks whose predecessor ended without releasing them."""
+    return await supersede.unblock_stale(conn, batch)
 
 
 async def expire_ttl(conn: AsyncConnection, batch: int) -> int:

@@ -37,6 +37,7 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 # Predicates shared by index definitions and the queries that must match them.
 LIVE_PREDICATE = _in("status", LIVE_STATUSES)
+TERMINAL_PREDICATE = _in("status", TERMINAL_STATUSES)
 LEASED_PREDICATE = _in("status", ("running", "cancelling"))
 UNSTARTED_PREDICATE = _in("status", ("pending", "scheduled", "paused", "blocked"))
 
@@ -102,6 +103,15 @@ tasks = Table(
     Column("cancel_reason", Text),
     Column("superseded_by", Text),
     Column("supersedes", Text),
+    # A blocked task waits for this task and all its descendants to be terminal.
+    Column("blocked_on", Text),
+    # The task whose state map this one's lease receives as previous_state (§6).
+    Column("state_from", Text),
+    # Children counters, kept by triggers (see migration 0002) on every status change.
+    Column("children_total", Integer, nullable=False, server_default=text("0")),
+    Column("children_live", Integer, nullable=False, server_default=text("0")),
+    Column("children_completed", Integer, nullable=False, server_default=text("0")),
+    Column("children_failed", Integer, nullable=False, server_default=text("0")),
     CheckConstraint(_in("status", ALL_STATUSES), name="status"),
     CheckConstraint("priority BETWEEN 0 AND 255", name="priority"),
     CheckConstraint("phase IN ('execute', 'finalize')", name="phase"),
@@ -139,6 +149,14 @@ Index(
     ),
 )
 Index("ix_tasks_parent", tasks.c.parent_id, postgresql_where=text("parent_id IS NOT NULL"))
+Index("ix_tasks_blocked_on", tasks.c.blocked_on, postgresql_where=text("status = 'blocked'"))
+# A new holder of a dedup key whose previous holder is still being cancelled waits for it.
+Index(
+    "ix_tasks_cancelling_key",
+    tasks.c.type,
+    tasks.c.dedup_key,
+    postgresql_where=text("dedup_key IS NOT NULL AND status = 'cancelling'"),
+)
 # Listing by status in id order (keyset pagination).
 Index("ix_tasks_status_id", tasks.c.status, tasks.c.id)
 

@@ -62,12 +62,19 @@ class NewTask:
     ttl_seconds: float | None
     parent_id: str | None
     fail_fast: bool
+    # Set only for a task that replaces a superseded one (see store.supersede).
+    seq: int | None = None
+    blocked_on: str | None = None
+    state_from: str | None = None
+    supersedes: str | None = None
 
 
 # One statement for a whole batch: lock the groups involved (FOR SHARE, so a concurrent
 # pause either sees these rows or is seen by them), insert in input order, skip rows whose
 # dedup key is held (the partial unique index decides, also against rows inserted earlier
 # in this same statement), write a task.created event per inserted row and NOTIFY once.
+# A task whose key's previous holder is still being cancelled (a worker is running its
+# on_cancel hook) is inserted blocked on it: never two leased tasks for one key.
 _INSERT_SQL = text(
     f"""
 WITH grp AS (
@@ -83,30 +90,42 @@ WITH grp AS (
         CAST(:max_attempts AS int[]), CAST(:backoffs AS text[]),
         CAST(:bases AS float8[]), CAST(:maxes AS float8[]),
         CAST(:run_afters AS timestamptz[]), CAST(:ttls AS float8[]),
-        CAST(:parent_ids AS text[]), CAST(:fail_fasts AS boolean[])
+        CAST(:parent_ids AS text[]), CAST(:fail_fasts AS boolean[]),
+        CAST(:seqs AS bigint[]), CAST(:blocked_ons AS text[]),
+        CAST(:state_froms AS text[]), CAST(:supersedes AS text[])
     ) WITH ORDINALITY AS u(id, type, priority, payload, dedup_key, group_name, label, tags,
         exp_read, exp_write, exp_rx, exp_tx, max_attempts, backoff, base, max, run_after,
-        ttl, parent_id, fail_fast, ord)
+        ttl, parent_id, fail_fast, seq, blocked_on, state_from, supersedes, ord)
 ), ins AS (
     INSERT INTO tasks AS t (id, type, status, priority, payload, dedup_key, group_name, label,
         tags, exp_read_bytes, exp_write_bytes, exp_net_rx_bytes, exp_net_tx_bytes,
         max_attempts, backoff, backoff_base_seconds, backoff_max_seconds, run_after,
-        ttl_deadline, parent_id, fail_fast)
+        ttl_deadline, parent_id, fail_fast, seq, blocked_on, state_from, supersedes)
     SELECT u.id, u.type,
-        CASE WHEN u.run_after > now() THEN 'scheduled'
+        CASE WHEN coalesce(u.blocked_on, pred.id) IS NOT NULL THEN 'blocked'
+             WHEN u.run_after > now() THEN 'scheduled'
              WHEN coalesce(g.paused, false) THEN 'paused'
              ELSE 'pending' END,
         u.priority, CAST(u.payload AS jsonb), u.dedup_key, u.group_name, u.label,
         CAST(u.tags AS jsonb), u.exp_read, u.exp_write, u.exp_rx, u.exp_tx,
         u.max_attempts, u.backoff, u.base, u.max, coalesce(u.run_after, now()),
-        now() + make_interval(secs => u.ttl), u.parent_id, u.fail_fast
+        now() + make_interval(secs => u.ttl), u.parent_id, u.fail_fast,
+        coalesce(u.seq, nextval('task_seq')), coalesce(u.blocked_on, pred.id),
+        coalesce(u.state_from, pred.id), u.supersedes
     FROM src u LEFT JOIN grp g ON g.name = u.group_name
+    LEFT JOIN LATERAL (
+        SELECT c.id FROM tasks c
+        WHERE c.type = u.type AND c.dedup_key = u.dedup_key AND c.status = 'cancelling'
+        LIMIT 1
+    ) pred ON u.dedup_key IS NOT NULL
     ORDER BY u.ord
     ON CONFLICT (type, dedup_key) WHERE dedup_key IS NOT NULL AND {LIVE_PREDICATE} DO NOTHING
     RETURNING t.*
 ), ev AS (
     INSERT INTO events (event, task_id, type, group_name, tags, data)
     SELECT 'task.created', i.id, i.type, i.group_name, i.tags, {EVENT_DATA.format(a="i")}
+        || jsonb_strip_nulls(jsonb_build_object('supersedes', i.supersedes,
+            'parent_id', i.parent_id, 'blocked_on', i.blocked_on))
     FROM ins i
 )
 SELECT ins.*,
@@ -141,6 +160,10 @@ async def insert_tasks(conn: AsyncConnection, new: Sequence[NewTask]) -> dict[st
         "ttls": [t.ttl_seconds for t in new],
         "parent_ids": [t.parent_id for t in new],
         "fail_fasts": [t.fail_fast for t in new],
+        "seqs": [t.seq for t in new],
+        "blocked_ons": [t.blocked_on for t in new],
+        "state_froms": [t.state_from for t in new],
+        "supersedes": [t.supersedes for t in new],
     }
     result = await conn.execute(_INSERT_SQL, params)
     return {row["id"]: row for row in result.mappings()}
