@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..schemas.groups import Group, GroupList, GroupUpdate
 from ..store import groups as store
 from ..store.db import Database
+from .retry import retry_aborted
 
 
 class GroupService:
@@ -13,6 +14,7 @@ class GroupService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    @retry_aborted
     async def update(self, name: str, body: GroupUpdate) -> Group:
         """Set the given fields (omitted ones keep their value); pause/resume its tasks."""
         async with self.db.transaction() as conn:

@@ -31,6 +31,7 @@ from ..store.notify import WorkListener
 from ..store.tasks import dumps
 from .errors import DomainError, LeaseConflict, LeaseGone, NotFound, TooLarge
 from .ids import parse_lease_id
+from .retry import retry_aborted
 from .views import lease_view, task_view
 
 
@@ -66,6 +67,7 @@ class LeaseService:
                 return LeaseResponse(leases=[])
             await self.listener.wait(armed, min(remaining, self.settings.poll_fallback_seconds))
 
+    @retry_aborted
     async def _claim_once(
         self, req: LeaseRequest, lease_seconds: float, n: int
     ) -> tuple[list[Lease], bool]:
@@ -139,6 +141,7 @@ class LeaseService:
                     ],
                 )
 
+    @retry_aborted
     async def heartbeat(self, lease_id: str, body: Heartbeat) -> HeartbeatResult:
         """Extend the lease; the answer says whether the server wants the task cancelled."""
         task_id, token = self._parse(lease_id)
@@ -166,6 +169,7 @@ class LeaseService:
             )
         return HeartbeatResult(expires_at=row["lease_expires_at"], cancel=cancel)
 
+    @retry_aborted
     async def set_state(self, lease_id: str, body: StatePatch) -> Task:
         """Merge into or replace the state map."""
         task_id, token = self._parse(lease_id)
@@ -192,6 +196,7 @@ class LeaseService:
             actual_io=body.actual_io.as_tuple() if body.actual_io else None,
         )
 
+    @retry_aborted
     async def complete(self, lease_id: str, body: Complete) -> Task:
         """Report success."""
         task_id, token = self._parse(lease_id)
@@ -202,6 +207,7 @@ class LeaseService:
                 raise await self._explain(conn, task_id, token)
         return task_view(rows[task_id])
 
+    @retry_aborted
     async def complete_batch(self, body: CompleteBatch) -> CompleteBatchResult:
         """Complete many leases in one transaction; each item answers on its own."""
         errors: dict[int, DomainError] = {}
@@ -246,6 +252,7 @@ class LeaseService:
                 results.append(CompleteItemResult(lease_id=item.lease_id, ok=True, task=task))
         return CompleteBatchResult(results=results)
 
+    @retry_aborted
     async def fail(self, lease_id: str, body: Fail) -> Task:
         """Report failure: retried with backoff while attempts remain, else failed."""
         task_id, token = self._parse(lease_id)
@@ -263,6 +270,7 @@ class LeaseService:
                 raise await self._explain(conn, task_id, token)
         return task_view(row)
 
+    @retry_aborted
     async def acknowledge_cancel(self, lease_id: str) -> Task:
         """The worker ran its on_cancel hook: the revoked task ends (cancelled/superseded)."""
         task_id, token = self._parse(lease_id)
@@ -279,6 +287,7 @@ class LeaseService:
                 raise await self._explain(conn, task_id, token)
         return task_view(row)
 
+    @retry_aborted
     async def release(self, lease_id: str) -> Task:
         """Give the task back unfinished; its attempt is not counted."""
         task_id, token = self._parse(lease_id)

@@ -31,6 +31,7 @@ from .errors import (
     TooLarge,
 )
 from .ids import TASK_ID_RE, new_task_id
+from .retry import retry_aborted
 from .views import task_view
 
 #: Filters of ``GET /tasks`` (the store's type, re-exported for the API layer).
@@ -103,6 +104,7 @@ class TaskService:
             prepared.append(_Pending(index, item, new))
         return prepared
 
+    @retry_aborted
     async def _apply(self, prepared: list[_Pending]) -> list[BatchItemResult]:
         """Apply submissions in order in one transaction, as if submitted one by one.
 
@@ -263,6 +265,7 @@ class TaskService:
 
     # -- reading --------------------------------------------------------------------
 
+    @retry_aborted
     async def cancel(self, task_id: str) -> Task:
         """Cancel a task and its descendants: unleased ones end now, leased ones are revoked.
 

@@ -17,13 +17,27 @@ class Unavailable(StoreError):
     """The database could not be reached or stopped answering."""
 
 
+class Retryable(Unavailable):
+    """PostgreSQL aborted the transaction (deadlock, serialization): run it again.
+
+    A subclass of Unavailable: if retries run out, the client is told to retry (503).
+    """
+
+
 _CONSTRAINTS: dict[str, type[StoreError]] = {"uq_tasks_live_dedup": DedupConflict}
+
+
+# deadlock_detected, serialization_failure: the transaction did nothing and may be re-run.
+_RETRYABLE_STATES = {"40P01", "40001"}
 
 
 def translate(exc: DBAPIError) -> Exception:
     """Map a driver error to a store error where we know its meaning, else return it as is."""
+    cause = getattr(exc.orig, "__cause__", None)
+    if getattr(cause, "sqlstate", None) in _RETRYABLE_STATES:
+        return Retryable(str(exc.orig))
     if isinstance(exc, IntegrityError):
-        name = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+        name = getattr(cause, "constraint_name", None)
         if name in _CONSTRAINTS:
             return _CONSTRAINTS[name](name)
     if exc.connection_invalidated or isinstance(exc, InterfaceError | OperationalError):
