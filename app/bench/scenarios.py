@@ -21,6 +21,7 @@ from .measure import (
 from .output import DRAINED_NOTE, progress_bar, results_console, throughput
 from .scratch import admin_connection, create_scratch, drop_scratch, reset, seed_pending
 from .server import uvicorn_server
+from .supersede import TARGET, SupersedeFigures, measure_supersede
 
 #: Tasks per request in the batched scenarios.
 BATCH = 100
@@ -101,8 +102,8 @@ class Row:
 
 async def _measure_all(
     database_url: str, server_url: str, *, seconds: float, concurrency: int
-) -> tuple[list[Row], str]:
-    """Every scenario over HTTP then directly; also the PostgreSQL version."""
+) -> tuple[list[Row], SupersedeFigures, str]:
+    """Every scenario over HTTP then directly, then supersede; also the PostgreSQL version."""
     rows = []
     async with (
         direct_container(database_url) as taskmill,
@@ -111,7 +112,7 @@ async def _measure_all(
     ):
         drivers: dict[str, Driver] = {"HTTP": HttpDriver(client), "direct": DirectDriver(taskmill)}
         with progress_bar() as progress:
-            bar = progress.add_task("", total=(len(SCENARIOS) + 1) * len(drivers))
+            bar = progress.add_task("", total=(len(SCENARIOS) + 1) * len(drivers) + 1)
             for mode, driver in drivers.items():
                 progress.update(bar, description=f"warming up [{mode}]")
                 await reset(admin)
@@ -133,8 +134,39 @@ async def _measure_all(
                     )
                     progress.advance(bar)
                 rows.append(Row(scenario, results["HTTP"], results["direct"]))
+            progress.update(bar, description="supersede [HTTP]")
+            await reset(admin)
+            supersede = await measure_supersede(client, seconds=seconds, concurrency=concurrency)
+            progress.advance(bar)
         version = str(await admin.fetchval("SHOW server_version")).split()[0]
-    return rows, version
+    return rows, supersede, version
+
+
+def _supersede_table(figures: SupersedeFigures, *, concurrency: int) -> Table:
+    table = Table(
+        title="taskmill bench: supersede (latest value wins), over HTTP",
+        caption=(
+            f"Requests/s with {concurrency} concurrent loops. Running holders: an acking "
+            f"worker held the keys and acknowledged {figures.revoked:,} revocations. "
+            f"Cost = time per request relative to a plain submit (target ≤ {TARGET:g} for "
+            "a pending holder)."
+        ),
+    )
+    table.add_column("scenario")
+    table.add_column("requests/s", justify="right")
+    table.add_column("cost vs submit", justify="right")
+    for title, result in (
+        ("plain submit (baseline)", figures.submit),
+        ("supersede, one hot key, pending holder", figures.hot_key),
+        ("supersede, many keys, pending holders", figures.many_keys),
+        ("supersede, running holders, acking worker", figures.running),
+    ):
+        cost = figures.submit.rate / result.rate if result.rate else float("nan")
+        verdict = ""
+        if result is figures.many_keys:
+            verdict = " met" if round(cost, 2) <= TARGET else " MISSED"
+        table.add_row(title, throughput(result), f"{cost:.2f}{verdict}")
+    return table
 
 
 def _table(rows: list[Row], *, seconds: float, concurrency: int, version: str) -> Table:
@@ -172,9 +204,11 @@ def run_scenarios(server_url: str, *, seconds: float, concurrency: int, scratch_
     database_url = create_scratch(server_url, scratch_db)
     try:
         with uvicorn_server(database_url) as http_url:
-            rows, version = run_async(
+            rows, supersede, version = run_async(
                 _measure_all(database_url, http_url, seconds=seconds, concurrency=concurrency)
             )
     finally:
         drop_scratch(server_url, scratch_db)
-    results_console().print(_table(rows, seconds=seconds, concurrency=concurrency, version=version))
+    console = results_console()
+    console.print(_table(rows, seconds=seconds, concurrency=concurrency, version=version))
+    console.print(_supersede_table(supersede, concurrency=concurrency))

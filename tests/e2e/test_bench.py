@@ -36,6 +36,8 @@ def test_bench_reports_every_scenario_over_http_and_direct(pg_admin_url: str) ->
     assert "HTTP/direct" in out
     for scenario in SCENARIOS:
         assert scenario.title in out
+    for title in ("plain submit (baseline)", "one hot key", "many keys", "running holders"):
+        assert title in out
 
 
 def test_bench_terminal_rows_reports_both_layouts(pg_admin_url: str) -> None:
