@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import httpx
 
 from tests.helpers import eventually, get_task, lease, submit
@@ -120,3 +121,40 @@ async def test_cancel_running_task_then_new_submit_waits_for_it(client: httpx.As
     await client.post(f"/leases/{held['lease_id']}/cancelled")
     assert (await get_task(client, old["id"]))["status"] == "cancelled"
     assert (await get_task(client, fresh["id"]))["status"] == "pending"
+
+
+async def test_supersede_inside_a_batch_applies_in_order(client: httpx.AsyncClient) -> None:
+    holder = await submit(client, **KEY, payload=0, tags={"v": "0"})
+    items = [
+        {**KEY, "on_duplicate": "supersede", "payload": 1},
+        {"type": "other"},
+        {**KEY, "on_duplicate": "supersede", "payload": 2},
+        {**KEY, "payload": 3},  # skip: deduplicated against the latest
+    ]
+    r = await client.post("/tasks/batch", json={"tasks": items})
+    assert r.status_code == 200, r.text
+    first, other, second, skipped = r.json()["results"]
+    assert (first["outcome"], first["replaced_task_id"]) == ("superseded", holder["id"])
+    assert other["outcome"] == "created"
+    assert (second["outcome"], second["replaced_task_id"]) == ("superseded", first["task"]["id"])
+    assert (skipped["outcome"], skipped["task"]["id"]) == ("deduplicated", second["task"]["id"])
+    (grant,) = await lease(client, types=[KEY["type"]])
+    assert grant["task"]["payload"] == 2
+
+
+async def test_supersede_events_name_both_tasks_and_carry_the_old_tags(
+    client: httpx.AsyncClient, db_url: str
+) -> None:
+    old = await submit(client, **KEY, tags={"profile": "dr"})
+    new = (await supersede(client, tags={"profile": "new"}))["task"]
+    conn = await asyncpg.connect(db_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT task_id, tags::text, data::text FROM events WHERE event = 'task.superseded'"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    assert row["task_id"] == old["id"]
+    assert '"profile": "dr"' in row["tags"]
+    assert new["id"] in row["data"]
