@@ -17,8 +17,10 @@ from ..schemas.tasks import (
     TaskList,
     TaskSubmit,
 )
+from .auth import Authorized
 from .deps import Service
 from .problems import problem_responses
+from .tags import TAG_FILTER_DOC, TagPairs
 
 router = APIRouter(tags=["tasks"])
 
@@ -33,9 +35,11 @@ router = APIRouter(tags=["tasks"])
         **problem_responses(409, 413, 422),
     },
 )
-async def submit_task(body: TaskSubmit, service: Service, response: Response) -> SubmitResult:
+async def submit_task(
+    body: TaskSubmit, service: Service, response: Response, caller: Authorized
+) -> SubmitResult:
     """Submit a task. ``on_duplicate`` decides what a held dedup key does."""
-    result = await service.tasks.submit(body)
+    result = await service.tasks.submit(body, children_only=caller.children_only)
     if result.outcome == "deduplicated":
         response.status_code = 200
     return result
@@ -47,9 +51,11 @@ async def submit_task(body: TaskSubmit, service: Service, response: Response) ->
     response_model=BatchSubmitResult,
     responses=problem_responses(413, 422),
 )
-async def submit_tasks_batch(body: TaskBatchSubmit, service: Service) -> BatchSubmitResult:
+async def submit_tasks_batch(
+    body: TaskBatchSubmit, service: Service, caller: Authorized
+) -> BatchSubmitResult:
     """Submit many tasks: all validated first, then applied in order in one transaction."""
-    return await service.tasks.submit_batch(body.tasks)
+    return await service.tasks.submit_batch(body.tasks, children_only=caller.children_only)
 
 
 @router.get(
@@ -57,9 +63,12 @@ async def submit_tasks_batch(body: TaskBatchSubmit, service: Service) -> BatchSu
     operation_id="list_tasks",
     response_model=TaskList,
     responses=problem_responses(422),
+    description="Tasks in id (submission) order, keyset-paginated by `next_cursor`. "
+    + TAG_FILTER_DOC,
 )
 async def list_tasks(
     service: Service,
+    tags: TagPairs,
     status: Annotated[list[Status] | None, Query(description="any of these statuses")] = None,
     type: Annotated[list[TaskType] | None, Query(description="any of these types")] = None,
     group: Annotated[list[Name] | None, Query(description="any of these groups")] = None,
@@ -69,7 +78,11 @@ async def list_tasks(
 ) -> TaskList:
     """Tasks in id (submission) order, newest last; keyset-paginated by ``next_cursor``."""
     flt = TaskFilter(
-        statuses=status or (), types=type or (), groups=group or (), parent_id=parent_id
+        statuses=status or (),
+        types=type or (),
+        groups=group or (),
+        parent_id=parent_id,
+        tags=tags,
     )
     return await service.tasks.list(flt, cursor, limit)
 

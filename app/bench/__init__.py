@@ -1,12 +1,14 @@
 """``taskmill bench``: throughput of the hot paths, and the cost of keeping finished tasks.
 
-Two modes, each in a fresh scratch database (dropped and re-created, then migrated):
+Three modes, each in a fresh scratch database (dropped and re-created, then migrated):
 
 * :func:`run_scenarios` measures submit, lease+complete and the whole cycle, unbatched
   and in batches, over HTTP against a real uvicorn process and directly through the
   domain services, and prints both figures with their ratio;
 * :func:`run_terminal_rows` measures the claim path with many finished tasks kept in
-  ``tasks`` against a model of moving them to a history table.
+  ``tasks`` against a model of moving them to a history table;
+* :func:`run_tags` measures tag queries and tagged submits over many seeded tasks, and
+  the JSONB + GIN tag layout against a model of a ``task_tags`` table.
 
 Nothing here is used by the service; the bench only drives it.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from .scenarios import run_scenarios
 from .scratch import SCRATCH_PREFIX
+from .tags import run_tags
 from .terminal import run_terminal_rows
 
-__all__ = ["SCRATCH_PREFIX", "run_scenarios", "run_terminal_rows"]
+__all__ = ["SCRATCH_PREFIX", "run_scenarios", "run_tags", "run_terminal_rows"]

@@ -19,9 +19,11 @@ from ..schemas.tasks import (
     TaskList,
     TaskSubmit,
 )
+from ..store import queries
 from ..store import supersede as tree
 from ..store import tasks as store
 from ..store.db import Database
+from .access import require_children
 from .errors import (
     DuplicateRejected,
     InvalidInput,
@@ -34,8 +36,8 @@ from .ids import TASK_ID_RE, new_task_id
 from .retry import retry_aborted
 from .views import task_view
 
-#: Filters of ``GET /tasks`` (the store's type, re-exported for the API layer).
-TaskFilter = store.TaskFilter
+#: Filters of listing, aggregates and bulk cancel (the store's type, for the API layer).
+TaskFilter = queries.TaskFilter
 
 # A dedup conflict whose holder finished before we could read it is retried; under any
 # sane load one retry suffices, the bound only guards against a pathological livelock.
@@ -233,8 +235,13 @@ class TaskService:
             )
         raise RuntimeError("dedup key kept changing hands; giving up")  # pragma: no cover
 
-    async def submit(self, item: TaskSubmit) -> SubmitResult:
-        """Submit one task. Raises :class:`DuplicateRejected` for a rejected duplicate."""
+    async def submit(self, item: TaskSubmit, *, children_only: bool = False) -> SubmitResult:
+        """Submit one task. Raises :class:`DuplicateRejected` for a rejected duplicate.
+
+        ``children_only`` (a worker's token): only a child of a running task is accepted.
+        """
+        if children_only:
+            require_children([item], batch=False)
         (result,) = await self._apply(self._prepare([item], batch=False))
         if result.outcome == "rejected":
             raise DuplicateRejected(
@@ -248,7 +255,9 @@ class TaskService:
             replaced_task_id=result.replaced_task_id,
         )
 
-    async def submit_batch(self, items: Sequence[TaskSubmit]) -> BatchSubmitResult:
+    async def submit_batch(
+        self, items: Sequence[TaskSubmit], *, children_only: bool = False
+    ) -> BatchSubmitResult:
         """Validate all items, then apply them in order in one transaction."""
         if len(items) > self.settings.max_batch_size:
             raise InvalidInput(
@@ -261,6 +270,8 @@ class TaskService:
                     }
                 ],
             )
+        if children_only:
+            require_children(items, batch=True)
         return BatchSubmitResult(results=await self._apply(self._prepare(items, batch=True)))
 
     # -- reading --------------------------------------------------------------------
@@ -302,7 +313,7 @@ class TaskService:
         """A page of tasks in id order; ``cursor`` continues after the previous page."""
         after = _decode_cursor(cursor) if cursor else None
         async with self.db.transaction() as conn:
-            rows = await store.list_tasks(conn, flt, after, limit + 1)
+            rows = await queries.list_tasks(conn, flt, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = _encode_cursor(rows[-1]["id"]) if more and rows else None

@@ -13,7 +13,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Float,
-    Identity,
     Index,
     Integer,
     MetaData,
@@ -157,8 +156,15 @@ Index(
     tasks.c.dedup_key,
     postgresql_where=text("dedup_key IS NOT NULL AND status = 'cancelling'"),
 )
+# Tag queries: containment (tags @> '{"k": "v"}') through GIN; jsonb_path_ops indexes
+# key/value pairs as one hash each, smaller and faster than the default opclass for @>.
+Index(
+    "ix_tasks_tags", tasks.c.tags, postgresql_using="gin", postgresql_ops={"tags": "jsonb_path_ops"}
+)
 # Listing by status in id order (keyset pagination).
 Index("ix_tasks_status_id", tasks.c.status, tasks.c.id)
+# Retention finds old terminal tasks without touching live ones.
+Index("ix_tasks_finished", tasks.c.finished_at, postgresql_where=text(TERMINAL_PREDICATE))
 
 groups = Table(
     "groups",
@@ -171,11 +177,25 @@ groups = Table(
     CheckConstraint("max_concurrency IS NULL OR max_concurrency >= 1", name="max_concurrency"),
 )
 
+# Every tag key ever used, so `GET /tags?prefix=` needs no scan of all tasks. Written in
+# the submit statement (ON CONFLICT DO NOTHING: a known key costs one index probe). Keys
+# are never removed: a key stays listed after retention prunes its last task, because
+# deleting it could race a concurrent submit that brings the key back.
+tag_keys = Table(
+    "tag_keys",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("created_at", TS, nullable=False, server_default=text("now()")),
+)
+
 # The outbox: one row per lifecycle change, written in the transaction that made the change.
 events = Table(
     "events",
     metadata,
-    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    # From the sequence events_id_seq, drawn by taskmill_next_event_id() only after the
+    # writer holds a transaction id: what lets readers compute a safe horizon (migration
+    # 0004, app/store/events.py).
+    Column("id", BigInteger, primary_key=True, server_default=text("taskmill_next_event_id()")),
     Column("at", TS, nullable=False, server_default=text("now()")),
     # The writing transaction's id lets a reader stream only ids below every
     # still-running writer, so a resumed stream never skips a late commit.

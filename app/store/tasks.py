@@ -121,6 +121,11 @@ WITH grp AS (
     ORDER BY u.ord
     ON CONFLICT (type, dedup_key) WHERE dedup_key IS NOT NULL AND {LIVE_PREDICATE} DO NOTHING
     RETURNING t.*
+), keys AS (
+    INSERT INTO tag_keys (key)
+    SELECT DISTINCT k FROM ins, jsonb_object_keys(ins.tags) AS k
+    ORDER BY k  -- a fixed order: two batches adding the same new keys never deadlock
+    ON CONFLICT DO NOTHING
 ), ev AS (
     INSERT INTO events (event, task_id, type, group_name, tags, data)
     SELECT 'task.created', i.id, i.type, i.group_name, i.tags, {EVENT_DATA.format(a="i")}
@@ -210,36 +215,3 @@ async def get_task(conn: AsyncConnection, task_id: str) -> Row | None:
     """One task by id, any status."""
     result = await conn.execute(text("SELECT * FROM tasks WHERE id = :id"), {"id": task_id})
     return result.mappings().first()
-
-
-@dataclass(frozen=True, slots=True)
-class TaskFilter:
-    """Filters of ``GET /tasks``."""
-
-    statuses: Sequence[str] = ()
-    types: Sequence[str] = ()
-    groups: Sequence[str] = ()
-    parent_id: str | None = None
-
-
-async def list_tasks(
-    conn: AsyncConnection, flt: TaskFilter, after_id: str | None, limit: int
-) -> list[Row]:
-    """Tasks in id order after ``after_id`` (keyset pagination: stable under inserts)."""
-    clauses = ["(CAST(:after AS text) IS NULL OR id > :after)"]
-    params: dict[str, Any] = {"after": after_id, "limit": limit}
-    if flt.statuses:
-        clauses.append("status = ANY(CAST(:statuses AS text[]))")
-        params["statuses"] = list(flt.statuses)
-    if flt.types:
-        clauses.append("type = ANY(CAST(:types AS text[]))")
-        params["types"] = list(flt.types)
-    if flt.groups:
-        clauses.append("group_name = ANY(CAST(:groups AS text[]))")
-        params["groups"] = list(flt.groups)
-    if flt.parent_id is not None:
-        clauses.append("parent_id = :parent_id")
-        params["parent_id"] = flt.parent_id
-    sql = f"SELECT * FROM tasks WHERE {' AND '.join(clauses)} ORDER BY id LIMIT :limit"
-    result = await conn.execute(text(sql), params)
-    return list(result.mappings())

@@ -5,12 +5,11 @@ Revises: 0001
 Create Date: 2026-11-24 08:38:04.160939
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0002'
-down_revision = '0001'
+revision = "0002"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
@@ -26,7 +25,7 @@ REQUEUE = """CASE WHEN t.run_after > now() THEN 'scheduled'
 # rest of the tree in the same transaction. They fire only for rows in a tree (a parent,
 # a child) or leaving `cancelling`, so plain tasks pay one WHEN test per update.
 FUNCTIONS = [
-    f"""
+    """
 CREATE FUNCTION taskmill_event(ev text, t tasks, extra jsonb) RETURNS void
 LANGUAGE sql AS $$
     INSERT INTO events (event, task_id, type, group_name, tags, data)
@@ -98,7 +97,7 @@ BEGIN
             c, jsonb_build_object('reason', 'cancelled', 'cascade', true));
     END LOOP;
 END $$""",
-    f"""
+    """
 CREATE FUNCTION taskmill_child_inserted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -160,14 +159,38 @@ EXECUTE FUNCTION taskmill_status_changed()""",
 
 
 def upgrade() -> None:
-    op.add_column('tasks', sa.Column('blocked_on', sa.Text(), nullable=True))
-    op.add_column('tasks', sa.Column('state_from', sa.Text(), nullable=True))
-    op.add_column('tasks', sa.Column('children_total', sa.Integer(), server_default=sa.text('0'), nullable=False))
-    op.add_column('tasks', sa.Column('children_live', sa.Integer(), server_default=sa.text('0'), nullable=False))
-    op.add_column('tasks', sa.Column('children_completed', sa.Integer(), server_default=sa.text('0'), nullable=False))
-    op.add_column('tasks', sa.Column('children_failed', sa.Integer(), server_default=sa.text('0'), nullable=False))
-    op.create_index('ix_tasks_blocked_on', 'tasks', ['blocked_on'], unique=False, postgresql_where=sa.text("status = 'blocked'"))
-    op.create_index('ix_tasks_cancelling_key', 'tasks', ['type', 'dedup_key'], unique=False, postgresql_where=sa.text("dedup_key IS NOT NULL AND status = 'cancelling'"))
+    op.add_column("tasks", sa.Column("blocked_on", sa.Text(), nullable=True))
+    op.add_column("tasks", sa.Column("state_from", sa.Text(), nullable=True))
+    op.add_column(
+        "tasks",
+        sa.Column("children_total", sa.Integer(), server_default=sa.text("0"), nullable=False),
+    )
+    op.add_column(
+        "tasks",
+        sa.Column("children_live", sa.Integer(), server_default=sa.text("0"), nullable=False),
+    )
+    op.add_column(
+        "tasks",
+        sa.Column("children_completed", sa.Integer(), server_default=sa.text("0"), nullable=False),
+    )
+    op.add_column(
+        "tasks",
+        sa.Column("children_failed", sa.Integer(), server_default=sa.text("0"), nullable=False),
+    )
+    op.create_index(
+        "ix_tasks_blocked_on",
+        "tasks",
+        ["blocked_on"],
+        unique=False,
+        postgresql_where=sa.text("status = 'blocked'"),
+    )
+    op.create_index(
+        "ix_tasks_cancelling_key",
+        "tasks",
+        ["type", "dedup_key"],
+        unique=False,
+        postgresql_where=sa.text("dedup_key IS NOT NULL AND status = 'cancelling'"),
+    )
     for statement in FUNCTIONS:
         op.execute(statement)
 
@@ -184,11 +207,17 @@ def downgrade() -> None:
         "taskmill_event(text, tasks, jsonb)",
     ):
         op.execute(f"DROP FUNCTION {name}")
-    op.drop_index('ix_tasks_cancelling_key', table_name='tasks', postgresql_where=sa.text("dedup_key IS NOT NULL AND status = 'cancelling'"))
-    op.drop_index('ix_tasks_blocked_on', table_name='tasks', postgresql_where=sa.text("status = 'blocked'"))
-    op.drop_column('tasks', 'children_failed')
-    op.drop_column('tasks', 'children_completed')
-    op.drop_column('tasks', 'children_live')
-    op.drop_column('tasks', 'children_total')
-    op.drop_column('tasks', 'state_from')
-    op.drop_column('tasks', 'blocked_on')
+    op.drop_index(
+        "ix_tasks_cancelling_key",
+        table_name="tasks",
+        postgresql_where=sa.text("dedup_key IS NOT NULL AND status = 'cancelling'"),
+    )
+    op.drop_index(
+        "ix_tasks_blocked_on", table_name="tasks", postgresql_where=sa.text("status = 'blocked'")
+    )
+    op.drop_column("tasks", "children_failed")
+    op.drop_column("tasks", "children_completed")
+    op.drop_column("tasks", "children_live")
+    op.drop_column("tasks", "children_total")
+    op.drop_column("tasks", "state_from")
+    op.drop_column("tasks", "blocked_on")

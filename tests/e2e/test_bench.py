@@ -1,4 +1,4 @@
-"""`taskmill bench` end to end: both modes run, with tiny settings, against the test server.
+"""`taskmill bench` end to end: every mode runs, with tiny settings, against the test server.
 
 Only that they finish and report every row is checked; speed is the bench's business.
 """
@@ -11,6 +11,7 @@ import sys
 import uuid
 
 from app.bench.scenarios import SCENARIOS
+from app.bench.tags import LAYOUT_ROWS, QUERIES, TAG_COUNTS
 
 
 def _bench(pg_admin_url: str, *args: str) -> str:
@@ -44,3 +45,15 @@ def test_bench_terminal_rows_reports_both_layouts(pg_admin_url: str) -> None:
     out = _bench(pg_admin_url, "--terminal-rows=2000")
     for layout in ("empty (reference)", "kept in tasks", "moved to history"):
         assert layout in out
+
+
+def test_bench_tags_reports_queries_submits_and_both_layouts(pg_admin_url: str) -> None:
+    out = _bench(pg_admin_url, "--tags=2000")
+    for query in QUERIES:
+        assert query.title in out
+    for count in TAG_COUNTS:
+        assert f"{count} tags" in out
+    for row in LAYOUT_ROWS:
+        assert row in out
+    assert "(a) JSONB + GIN" in out
+    assert "(b) task_tags" in out
