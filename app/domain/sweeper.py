@@ -1,4 +1,4 @@
-"""The per-replica maintenance loop: lease expiry, due scheduled tasks, TTLs."""
+"""The per-replica maintenance loop: lease expiry, due scheduled tasks, TTLs, retention."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 
 from ..store import sweeper as store
 from ..store.db import Database
+from .retention import Retention
 
 log = logging.getLogger("taskmill.sweeper")
 
@@ -17,9 +18,10 @@ _BATCH = 500
 class Sweeper:
     """Runs every ``interval`` seconds on every replica; safe to run on many at once."""
 
-    def __init__(self, db: Database, interval: float) -> None:
+    def __init__(self, db: Database, interval: float, retention: Retention | None = None) -> None:
         self.db = db
         self.interval = interval
+        self.retention = retention
         self._task: asyncio.Task[None] | None = None
 
     async def sweep_once(self) -> dict[str, int]:
@@ -56,6 +58,8 @@ class Sweeper:
         while True:
             try:
                 await self.sweep_once()
+                if self.retention is not None:
+                    await self.retention.maybe_run()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep sweeping through database outages

@@ -1,0 +1,148 @@
+"""Typed views of the server's answers. Each keeps the full JSON in ``raw``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def _ts(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task as the server reports it (``GET /tasks/{id}``)."""
+
+    id: str
+    type: str
+    status: str
+    priority: int
+    payload: Any
+    tags: dict[str, str]
+    group: str | None
+    dedup_key: str | None
+    label: str | None
+    attempt: int
+    parent_id: str | None
+    state: dict[str, Any] | None
+    progress: dict[str, Any] | None
+    result: Any
+    error: Any
+    superseded_by: str | None
+    supersedes: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Task:
+        """Build from the server's JSON (unknown fields stay in ``raw``)."""
+        return cls(
+            id=data["id"],
+            type=data.get("type", ""),
+            status=data.get("status", ""),
+            priority=int(data.get("priority", 128)),
+            payload=data.get("payload"),
+            tags=dict(data.get("tags") or {}),
+            group=data.get("group"),
+            dedup_key=data.get("dedup_key"),
+            label=data.get("label"),
+            attempt=int(data.get("attempt", 0)),
+            parent_id=data.get("parent_id"),
+            state=data.get("state"),
+            progress=data.get("progress"),
+            result=data.get("result"),
+            error=data.get("error"),
+            superseded_by=data.get("superseded_by"),
+            supersedes=data.get("supersedes"),
+            created_at=_ts(data.get("created_at")),
+            started_at=_ts(data.get("started_at")),
+            finished_at=_ts(data.get("finished_at")),
+            raw=data,
+        )
+
+    @property
+    def terminal(self) -> bool:
+        """True once the task can change no more."""
+        return self.status in ("completed", "failed", "cancelled", "superseded", "expired")
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """Outcome of one submission.
+
+    ``outcome`` is ``created``, ``superseded`` (``replaced_task_id`` was replaced),
+    ``deduplicated`` (``task`` is the live task holding the key) or, in a batch only,
+    ``rejected`` (``existing_task_id`` holds the key; ``task`` is None).
+    """
+
+    outcome: str
+    task: Task | None
+    replaced_task_id: str | None = None
+    existing_task_id: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SubmitResult:
+        """Build from one submit answer or batch item."""
+        task = data.get("task")
+        return cls(
+            outcome=data["outcome"],
+            task=Task.from_json(task) if isinstance(task, dict) else None,
+            replaced_task_id=data.get("replaced_task_id"),
+            existing_task_id=data.get("existing_task_id"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    """One page of ``GET /tasks``; pass ``next_cursor`` back for the next one."""
+
+    tasks: list[Task]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateGroup:
+    """One group of ``GET /tasks/aggregate``: ``key`` by the ``group_by`` names as asked."""
+
+    key: dict[str, Any]
+    count: int
+    sum: dict[str, Any]
+    min: dict[str, Any]
+    max: dict[str, Any]
+    avg: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AggregateGroup:
+        """Build from one item of the answer's ``groups``."""
+        return cls(
+            key=dict(data.get("key") or {}),
+            count=int(data.get("count", 0)),
+            sum=dict(data.get("sum") or {}),
+            min=dict(data.get("min") or {}),
+            max=dict(data.get("max") or {}),
+            avg=dict(data.get("avg") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of ``GET /events``: ``id`` resumes the stream (``Last-Event-ID``)."""
+
+    id: str
+    event: str
+    data: dict[str, Any]
+
+    @property
+    def task_id(self) -> str | None:
+        """The task the event is about (None for group events)."""
+        value = self.data.get("task_id")
+        return str(value) if value is not None else None
