@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from .cli_client import register as register_client_commands
 from .config import get_settings
 
 cli = typer.Typer(
@@ -47,6 +48,26 @@ DataDir = Annotated[
 ]
 
 
+def check_bind(host: str) -> None:
+    """Exit (status 2) on bad token settings, or on a non-loopback address without tokens."""
+    from .api.auth import is_loopback_host, load_tokens
+
+    try:
+        tokens = load_tokens(get_settings())
+    except ValueError as exc:
+        typer.echo(f"taskmill: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not tokens and not is_loopback_host(host):
+        typer.echo(
+            f"taskmill: refusing to serve on {host}: auth is off (no TASKMILL_TOKENS or "
+            "TASKMILL_TOKENS_FILE), so only loopback addresses (127.0.0.1, ::1) may be "
+            "bound. Configure tokens, e.g. TASKMILL_TOKENS='admin=<secret>,worker=<secret>', "
+            "or bind 127.0.0.1.",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
@@ -62,6 +83,8 @@ def serve(
     from .store.migrate import upgrade
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    check_bind(host)  # before anything starts: no tokens, no address but loopback
+    grace = get_settings().shutdown_grace_seconds
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal with the
     # handler it found installed: make that one exit normally, so the embedded
     # PostgreSQL below is stopped cleanly instead of being orphaned.
@@ -78,11 +101,18 @@ def serve(
                 port=port,
                 workers=workers,
                 log_level=log_level,
+                timeout_graceful_shutdown=grace,
             )
         else:
             from .main import create_app
 
-            uvicorn.run(create_app(database_url=url), host=host, port=port, log_level=log_level)
+            uvicorn.run(
+                create_app(database_url=url),
+                host=host,
+                port=port,
+                log_level=log_level,
+                timeout_graceful_shutdown=grace,
+            )
 
 
 @cli.command("migrate")
@@ -109,6 +139,15 @@ def bench(
             "kept in `tasks` vs moved to a history table.",
         ),
     ] = None,
+    tags: Annotated[
+        int | None,
+        typer.Option(
+            "--tags",
+            min=1,
+            help="Instead of the scenarios: tag queries, tagged submits and the two tag "
+            "layouts with this many tasks of 5 tags each (issue figure: 1000000).",
+        ),
+    ] = None,
     scratch_db: Annotated[
         str,
         typer.Option(
@@ -128,17 +167,23 @@ def bench(
     """Measure the hot paths over HTTP and directly, in a scratch database."""
     import tempfile
 
-    from .bench import SCRATCH_PREFIX, run_scenarios, run_terminal_rows
+    from .bench import SCRATCH_PREFIX, run_scenarios, run_tags, run_terminal_rows
 
     if not scratch_db.startswith(SCRATCH_PREFIX):
         raise typer.BadParameter(
             f"must start with {SCRATCH_PREFIX!r} (the bench drops it)", param_hint="--scratch-db"
         )
+    if tags is not None and terminal_rows is not None:
+        raise typer.BadParameter("give --tags or --terminal-rows, not both", param_hint="--tags")
     with (
         tempfile.TemporaryDirectory(prefix="taskmill-bench-") as scratch_dir,
         database(data_dir or Path(scratch_dir)) as url,
     ):
-        if terminal_rows is None:
+        if tags is not None:
+            run_tags(
+                url, tasks=tags, seconds=seconds, concurrency=concurrency, scratch_db=scratch_db
+            )
+        elif terminal_rows is None:
             run_scenarios(url, seconds=seconds, concurrency=concurrency, scratch_db=scratch_db)
         else:
             run_terminal_rows(
@@ -162,6 +207,10 @@ def openapi(
         typer.echo(text, nl=False)
     else:
         output.write_text(text)
+
+
+# worker, submit, tasks: HTTP clients of a running service (app/cli_client.py).
+register_client_commands(cli)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import platformdirs
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,9 +33,16 @@ class Settings(BaseSettings):
     max_state_bytes: int = 256 * 1024
     max_body_bytes: int = 16 * 1024 * 1024
     max_batch_size: int = 1000
-    max_json_depth: int = 64
-    max_page_size: int = 1000
-    default_page_size: int = 100
+
+    # Auth (SPEC §9): "role=token,role=token" (roles: admin, producer, worker, reader),
+    # and/or a file of such entries (commas or lines, `#` comments). None configured:
+    # auth is off and only loopback clients are served; `serve` refuses other addresses.
+    tokens: SecretStr = SecretStr("")
+    tokens_file: Path | None = None
+
+    # Graceful shutdown: after SIGTERM, requests in flight get this long to finish (long
+    # polls answer at once) before they are cancelled and their transactions rolled back.
+    shutdown_grace_seconds: int = 30
 
     # Leasing.
     default_lease_seconds: float = 30.0
@@ -46,6 +53,29 @@ class Settings(BaseSettings):
     # Long polls re-check the queue this often even without a NOTIFY (a lost
     # notification, e.g. while the listener reconnects, costs at most this much latency).
     poll_fallback_seconds: float = 2.0
+
+    # Events (GET /events): how often a replica with connected clients probes for newly
+    # committed events (the latency of the stream), the keep-alive comment period, rows
+    # per query, the id range one query may scan, and how long one send to a client may
+    # block before that client is dropped.
+    events_poll_seconds: float = 0.2
+    events_keepalive_seconds: float = 15.0
+    events_batch_size: int = 500
+    events_scan_window: int = 10_000
+    events_send_timeout_seconds: float = 30.0
+
+    # GET /snapshot: live counts are exact on every call; counts of terminal tasks are
+    # reused for up to this long (each refresh scans the terminal tasks once).
+    snapshot_terminal_max_age_seconds: float = 10.0
+
+    # Retention: terminal tasks finished longer ago than this (and their events) are
+    # deleted, and events older than events_retention_seconds; in batches of
+    # retention_batch_size rows, one short transaction each, every
+    # retention_interval_seconds on each replica. 0 keeps them forever.
+    task_retention_seconds: float = 7 * 86400
+    events_retention_seconds: float = 7 * 86400
+    retention_interval_seconds: float = 60.0
+    retention_batch_size: int = 500
 
 
 @lru_cache(maxsize=1)

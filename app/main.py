@@ -7,14 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from . import __version__
-from .api import groups, health, leases, problems, tasks
+from .api import auth, groups, health, leases, observe, problems, tags, tasks
 from .config import Settings, get_settings
 from .domain.service import Taskmill
 from .schemas.problems import Problem
+from .serving import drain_on_signals
 
 log = logging.getLogger("taskmill")
 
@@ -27,14 +28,18 @@ def create_app(
     url = database_url or settings.database_url
     if not url:
         raise RuntimeError("no database URL: set DATABASE_URL or use `taskmill serve`")
+    tokens = auth.load_tokens(settings)  # ValueError on a malformed entry: refuse to start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = Taskmill(settings, url)
         await service.start(sweep=sweep)
         app.state.taskmill = service
+        if not tokens:
+            log.warning("auth is off (no TASKMILL_TOKENS): only loopback clients are served")
         try:
-            yield
+            with drain_on_signals(service.drain):  # SIGTERM: long polls answer at once
+                yield
         finally:
             await service.stop()
 
@@ -43,11 +48,16 @@ def create_app(
         version=__version__,
         summary="HTTP task queue on PostgreSQL: leases, supersede, tags.",
         lifespan=lifespan,
+        # Every route checks the caller's role (app/api/auth.py holds the table).
+        dependencies=[Depends(auth.authorize)],
     )
     problems.install(app)
-    for module in (tasks, leases, groups, health):
+    # tags first: its /tasks/aggregate must win over /tasks/{task_id}
+    for module in (tags, tasks, leases, groups, observe, health):
         app.include_router(module.router)
     app.add_middleware(problems.BodyLimit, limit=settings.max_body_bytes)
+    # Outermost: no token, no body read.
+    app.add_middleware(auth.Authenticate, tokens=tokens)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -71,6 +81,7 @@ def create_app(
                         responses["422"] = validation
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)
+            auth.document(schema)  # bearer scheme, per-operation security, 401/403
             app.openapi_schema = schema
         return app.openapi_schema
 

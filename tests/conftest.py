@@ -59,19 +59,20 @@ async def _admin(url: str, *sql: str) -> None:
         await conn.close()
 
 
-async def _exists(url: str, name: str) -> bool:
-    conn = await asyncpg.connect(url)
-    try:
-        return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
-def template_db(pg_admin_url: str, worker_id: str) -> str:
-    """A freshly migrated template database, one per xdist worker."""
-    name = f"taskmill_tpl_{worker_id}"
-    if asyncio.run(_exists(pg_admin_url, name)):
+def template_db(pg_admin_url: str, worker_id: str, testrun_uid: str) -> Iterator[str]:
+    """A freshly migrated template database, one per xdist worker and test run.
+
+    The run's id is in the name, so two test runs sharing one server never touch each
+    other's templates.
+    """
+    name = f"taskmill_tpl_{testrun_uid[:12]}_{worker_id}"
+    asyncio.run(_admin(pg_admin_url, f"CREATE DATABASE {name}"))
+    upgrade(_with_db(pg_admin_url, name))
+    asyncio.run(_admin(pg_admin_url, f"ALTER DATABASE {name} WITH IS_TEMPLATE true"))
+    try:
+        yield name
+    finally:
         asyncio.run(
             _admin(
                 pg_admin_url,
@@ -79,10 +80,6 @@ def template_db(pg_admin_url: str, worker_id: str) -> str:
                 f"DROP DATABASE {name} WITH (FORCE)",
             )
         )
-    asyncio.run(_admin(pg_admin_url, f"CREATE DATABASE {name}"))
-    upgrade(_with_db(pg_admin_url, name))
-    asyncio.run(_admin(pg_admin_url, f"ALTER DATABASE {name} WITH IS_TEMPLATE true"))
-    return name
 
 
 @pytest.fixture

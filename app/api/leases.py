@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from ..schemas.leases import (
     Complete,
@@ -30,9 +30,9 @@ _HELD = problem_responses(404, 409, 410, 413, 422)
     response_model=LeaseResponse,
     responses=problem_responses(422),
 )
-async def lease_tasks(body: LeaseRequest, service: Service) -> LeaseResponse:
+async def lease_tasks(body: LeaseRequest, service: Service, request: Request) -> LeaseResponse:
     """Lease up to ``max_tasks`` tasks; long-polls up to ``wait_seconds`` for work."""
-    return await service.leases.lease(body)
+    return await service.leases.lease(body, gone=request.is_disconnected)
 
 
 @router.post(

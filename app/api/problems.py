@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -45,10 +46,18 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JS
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+# pydantic names the branch of a union it tried in ``loc``, e.g. ``error`` is
+# ``str | ErrorObject`` and its errors sit at ("error", "function-after[_no_nul(), str]");
+# a client knows the field as ``error``.
+_UNION_BRANCH = re.compile(r"^[a-z][\w-]*\[.*\]$|^(str|int|float|bool|none|bytes)$")
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     parts = list(loc[1:]) if loc and loc[0] in ("body", "query", "path", "header") else list(loc)
     out = ""
     for part in parts:
+        if isinstance(part, str) and out and _UNION_BRANCH.match(part):
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -77,8 +86,20 @@ async def _domain(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status, media_type=PROBLEM_JSON)
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError | UnicodeDecodeError):
+        # FastAPI answers 400 "error parsing the body" when the JSON parser itself gives up:
+        # nesting deeper than it recurses, or bytes that are not UTF-8. Both are invalid
+        # input like any other: a 422 that names the body.
+        message = (
+            "JSON nests too deep to parse"
+            if isinstance(exc.__cause__, RecursionError)
+            else "the body is not valid UTF-8"
+        )
+        errors = [{"field": "body", "message": message, "type": "json_invalid"}]
+        detail = f"invalid: body ({message})"
+        return problem(422, "validation-error", "Invalid request", detail, errors=errors)
     titles = {
         400: "Bad request",
         404: "Not found",
@@ -90,7 +111,35 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
     response = problem(exc.status_code, code, title, str(exc.detail))
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        # Starlette's Allow names the methods of the first route matching the path only
+        # (POST /tasks for OPTIONS /tasks, forgetting GET): name every route's.
+        allowed = _allowed_methods(request)
+        if allowed:
+            response.headers["Allow"] = ", ".join(allowed)
     return response
+
+
+def _flat_routes(routes: Any) -> Any:
+    # FastAPI ≥ 0.13x keeps included routers as nodes; this walks them to the routes.
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # pragma: no cover - older FastAPI: the list is flat already
+        return routes
+    return iter_route_contexts(routes)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    # The most specific routes matching the path win: /tasks/batch is POST only, although
+    # GET /tasks/{task_id} would take it (and answer 404).
+    found: dict[int, set[str]] = {}
+    path = request.scope.get("path", "")
+    for route in _flat_routes(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            params = str(getattr(route, "path_format", "")).count("{")
+            found.setdefault(params, set()).update(getattr(route, "methods", None) or ())
+    return sorted(found[min(found)]) if found else []
 
 
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:

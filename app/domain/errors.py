@@ -80,3 +80,9 @@ class TooLarge(DomainError):
     """A payload, state or batch beyond its configured limit."""
 
     status, code, title = 413, "too-large", "Content too large"
+
+
+class Forbidden(DomainError):
+    """The caller's token does not allow this (SPEC §9: roles)."""
+
+    status, code, title = 403, "forbidden", "Forbidden"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,8 +28,8 @@ from ..store import leases as store
 from ..store import supersede as tree
 from ..store.db import Database
 from ..store.notify import WorkListener
-from ..store.tasks import dumps
-from .errors import DomainError, LeaseConflict, LeaseGone, NotFound, TooLarge
+from ..store.tasks import Row, dumps
+from .errors import DomainError, InvalidInput, LeaseConflict, LeaseGone, NotFound, TooLarge
 from .ids import parse_lease_id
 from .retry import retry_aborted
 from .views import lease_view, task_view
@@ -38,6 +38,9 @@ from .views import lease_view, task_view
 class LeaseService:
     """The lease protocol of SPEC §5."""
 
+    #: Called with the rows of every grant, after it committed (metrics, see domain.metrics).
+    on_grant: Callable[[Sequence[Row]], None] | None = None
+
     def __init__(self, db: Database, settings: Settings, listener: WorkListener) -> None:
         self.db = db
         self.settings = settings
@@ -45,8 +48,15 @@ class LeaseService:
 
     # -- leasing --------------------------------------------------------------------
 
-    async def lease(self, req: LeaseRequest) -> LeaseResponse:
-        """Grant up to ``max_tasks`` leases, waiting up to ``wait_seconds`` for work."""
+    async def lease(
+        self, req: LeaseRequest, gone: Callable[[], Awaitable[bool]] | None = None
+    ) -> LeaseResponse:
+        """Grant up to ``max_tasks`` leases, waiting up to ``wait_seconds`` for work.
+
+        ``gone`` tells whether the caller hung up: a long poll whose client left stops
+        before it claims, instead of granting leases to nobody (they would only expire,
+        each costing its task an attempt).
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(req.wait_seconds, self.settings.max_wait_seconds)
         lease_seconds = min(req.lease_seconds, self.settings.max_lease_seconds)
@@ -66,6 +76,8 @@ class LeaseService:
             if remaining <= 0 or self.listener.stopping:
                 return LeaseResponse(leases=[])
             await self.listener.wait(armed, min(remaining, self.settings.poll_fallback_seconds))
+            if gone is not None and await gone():
+                return LeaseResponse(leases=[])
 
     @retry_aborted
     async def _claim_once(
@@ -97,6 +109,8 @@ class LeaseService:
                     conn, admit, worker=req.worker_id, lease_seconds=lease_seconds
                 )
                 granted.sort(key=lambda r: (r["priority"], r["seq"]))
+        if self.on_grant is not None and granted:
+            self.on_grant(granted)
         return [lease_view(r) for r in granted], trimmed
 
     # -- calls on a held lease ------------------------------------------------------
@@ -210,6 +224,14 @@ class LeaseService:
     @retry_aborted
     async def complete_batch(self, body: CompleteBatch) -> CompleteBatchResult:
         """Complete many leases in one transaction; each item answers on its own."""
+        limit = self.settings.max_batch_size
+        if len(body.items) > limit:  # the same bound as a submit batch
+            raise InvalidInput(
+                f"a batch holds at most {limit} items",
+                errors=[
+                    {"field": "items", "message": f"at most {limit} items", "type": "too_long"}
+                ],
+            )
         errors: dict[int, DomainError] = {}
         items: dict[int, store.Completion] = {}
         # A lease named again later in the batch is answered as if sent after the first:

@@ -6,9 +6,14 @@ from ..config import Settings
 from ..store.db import Database
 from ..store.migrate import readiness
 from ..store.notify import WorkListener
+from .events import EventService
 from .groups import GroupService
 from .leases import LeaseService
+from .metrics import Metrics, instrument
+from .retention import Retention
+from .snapshot import SnapshotService
 from .sweeper import Sweeper
+from .tags import TagService
 from .tasks import TaskService
 
 
@@ -21,10 +26,17 @@ class Taskmill:
             database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )
         self.listener = WorkListener(database_url)
-        self.sweeper = Sweeper(self.db, settings.sweep_interval_seconds)
+        self.sweeper = Sweeper(
+            self.db, settings.sweep_interval_seconds, Retention(self.db, settings)
+        )
         self.tasks = TaskService(self.db, settings)
         self.leases = LeaseService(self.db, settings, self.listener)
         self.groups = GroupService(self.db)
+        self.tags = TagService(self.db)
+        self.events = EventService(self.db, settings)
+        self.snapshots = SnapshotService(self.db, settings)
+        self.metrics = Metrics(self.db)
+        instrument(self.metrics, tasks=self.tasks, leases=self.leases, sweeper=self.sweeper)
 
     async def start(self, *, sweep: bool = True) -> None:
         """Connect the listener and start the sweeper."""
@@ -32,9 +44,15 @@ class Taskmill:
         if sweep:
             self.sweeper.start()
 
+    def drain(self) -> None:
+        """Shutdown begins: long polls answer (empty) at once; other requests go on."""
+        self.listener.drain()
+        self.events.drain()  # event streams end, so connections can close
+
     async def stop(self) -> None:
         """Stop background work, end long polls, close the pool."""
         await self.sweeper.stop()
+        await self.events.close()
         await self.listener.stop()
         await self.db.dispose()
 

@@ -7,7 +7,15 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 #: JSON documents nest at most this deep (a guard against stack-exhausting input).
 MAX_JSON_DEPTH = 64
@@ -66,6 +74,17 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
     return tags
 
 
+def _rfc3339_text(value: Any) -> Any:
+    # pydantic would also take a number (or a string of digits) as seconds since 1970:
+    # `run_after: 0` is not an RFC 3339 instant, and a client sending it made a mistake.
+    if not isinstance(value, str) or _NUMBER.fullmatch(value.strip()):
+        raise ValueError("must be an RFC 3339 string such as 2030-01-01T00:00:00Z")
+    return value
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _utc_representable(value: datetime) -> datetime:
     # 0001-01-01T00:00+14:00 parses, but is before year 1 in UTC: the driver would fail.
     try:
@@ -82,7 +101,9 @@ Json = Annotated[Any, AfterValidator(check_json)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]
 Tags = Annotated[dict[str, str], AfterValidator(_check_tags)]
 #: An RFC 3339 instant with an explicit offset, representable in UTC.
-Instant = Annotated[AwareDatetime, AfterValidator(_utc_representable)]
+Instant = Annotated[
+    AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_utc_representable)
+]
 
 
 class Model(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from .common import Model
 
@@ -11,7 +11,7 @@ class GroupUpdate(Model):
     """Omitted fields keep their value; ``max_concurrency: null`` means unlimited."""
 
     max_concurrency: int | None = Field(default=None, ge=1, le=1_000_000)
-    paused: bool | None = None
+    paused: StrictBool | None = None
 
 
 class Group(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from .common import IO, Json, JsonObject, Model, Name, TaskType, Text, check_json
 from .tasks import Progress, Task
@@ -115,7 +115,7 @@ class Fail(Model):
     """Report failure. Retried with backoff while attempts remain and ``retryable``."""
 
     error: Text | ErrorObject
-    retryable: bool = True
+    retryable: StrictBool = True
     retry_after_seconds: float | None = Field(default=None, ge=0, le=7 * 86400)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictBool, model_validator
 
 from .common import IO, Instant, Json, Model, Name, Tags, TaskType, Text
 
@@ -61,7 +61,7 @@ class TaskSubmit(Model):
         max_length=64,
         description="make this a child of a running task (submitted by its lease holder)",
     )
-    fail_fast: bool = Field(
+    fail_fast: StrictBool = Field(
         default=True,
         description="a child's permanent failure cancels its siblings and fails this task",
     )

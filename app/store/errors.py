@@ -30,6 +30,11 @@ _CONSTRAINTS: dict[str, type[StoreError]] = {"uq_tasks_live_dedup": DedupConflic
 # deadlock_detected, serialization_failure: the transaction did nothing and may be re-run.
 _RETRYABLE_STATES = {"40P01", "40001"}
 
+# The server is going away or not there yet: admin_shutdown, crash_shutdown,
+# cannot_connect_now ("the database system is shutting down / starting up"),
+# too_many_connections; and class 08, connection exceptions. The client may retry (503).
+_UNAVAILABLE_STATES = {"57P01", "57P02", "57P03", "53300"}
+
 
 def translate(exc: DBAPIError) -> Exception:
     """Map a driver error to a store error where we know its meaning, else return it as is."""
@@ -41,5 +46,8 @@ def translate(exc: DBAPIError) -> Exception:
         if name in _CONSTRAINTS:
             return _CONSTRAINTS[name](name)
     if exc.connection_invalidated or isinstance(exc, InterfaceError | OperationalError):
+        return Unavailable(str(exc.orig))
+    state = str(getattr(cause, "sqlstate", None) or "")
+    if state in _UNAVAILABLE_STATES or state.startswith("08"):
         return Unavailable(str(exc.orig))
     return exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -28,9 +29,15 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-async def is_current(conn: AsyncConnection, url: str) -> bool:
-    """True when the database is at the newest migration."""
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+@functools.lru_cache(maxsize=1)
+def head_revision() -> str | None:
+    """The newest migration this process's code ships (read from disk once)."""
+    return ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_current_head()
+
+
+async def is_current(conn: AsyncConnection) -> bool:
+    """True when the database is at the newest migration this code knows."""
+    head = head_revision()
     exists = await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
     if not exists:
         return False
@@ -42,6 +49,6 @@ async def readiness(db: Database) -> tuple[bool, bool]:
     """(database reachable, migrations current); never raises."""
     try:
         async with db.transaction() as conn:
-            return True, await is_current(conn, db.url)
+            return True, await is_current(conn)
     except Exception:
         return False, False

@@ -29,6 +29,7 @@ class WorkListener:
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._draining = False
         self.connected = asyncio.Event()
 
     async def start(self) -> None:
@@ -46,6 +47,12 @@ class WorkListener:
                 await self._task
         self.wake()
 
+    def drain(self) -> None:
+        """The server is shutting down: end every long poll now (they answer empty), keep
+        listening while requests in flight finish; :meth:`stop` follows."""
+        self._draining = True
+        self.wake()
+
     def wake(self) -> None:
         """Wake all current waiters."""
         event, self._event = self._event, asyncio.Event()
@@ -57,8 +64,8 @@ class WorkListener:
 
     @property
     def stopping(self) -> bool:
-        """True once :meth:`stop` was called (long polls then answer at once)."""
-        return self._stopping
+        """True once :meth:`drain` or :meth:`stop` was called (long polls answer at once)."""
+        return self._stopping or self._draining
 
     @staticmethod
     async def wait(armed: asyncio.Event, timeout: float) -> None:

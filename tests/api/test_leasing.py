@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.conftest import Server, ServerFactory
 from tests.helpers import eventually, get_task, lease, submit
@@ -842,3 +843,15 @@ async def test_every_change_writes_its_event(client: httpx.AsyncClient, db_url: 
     assert [d["attempt"] for d in data] == [0, 1, 1, 1]
     assert data[1]["worker"] == "w-ev"
     assert data[2]["progress"] == {"fraction": 0.5}
+
+
+async def test_long_poll_of_a_client_that_hung_up_grants_nothing(
+    client: httpx.AsyncClient, server: Server
+) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=0.3) as impatient:
+        with pytest.raises(httpx.ReadTimeout):
+            await impatient.post("/leases", json={"worker_id": "gone", "wait_seconds": 20})
+    # The abandoned poll is woken by this submit but must not lease the task to nobody.
+    task = await submit(client)
+    (grant,) = await lease(client, worker_id="present")
+    assert grant["task"]["id"] == task["id"]
