@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from ..schemas.leases import (
     Complete,
@@ -16,7 +16,7 @@ from ..schemas.leases import (
     StatePatch,
 )
 from ..schemas.tasks import Task
-from .deps import Service
+from .deps import Service, as_json
 from .problems import problem_responses
 
 router = APIRouter(tags=["leases"])
@@ -30,9 +30,9 @@ _HELD = problem_responses(404, 409, 410, 413, 422)
     response_model=LeaseResponse,
     responses=problem_responses(422),
 )
-async def lease_tasks(body: LeaseRequest, service: Service, request: Request) -> LeaseResponse:
+async def lease_tasks(body: LeaseRequest, service: Service, request: Request) -> Response:
     """Lease up to ``max_tasks`` tasks; long-polls up to ``wait_seconds`` for work."""
-    return await service.leases.lease(body, gone=request.is_disconnected)
+    return as_json(await service.leases.lease(body, gone=request.is_disconnected))
 
 
 @router.post(
@@ -41,9 +41,9 @@ async def lease_tasks(body: LeaseRequest, service: Service, request: Request) ->
     response_model=CompleteBatchResult,
     responses=problem_responses(413, 422),
 )
-async def complete_leases_batch(body: CompleteBatch, service: Service) -> CompleteBatchResult:
+async def complete_leases_batch(body: CompleteBatch, service: Service) -> Response:
     """Complete many leases in one transaction; each item reports its own outcome."""
-    return await service.leases.complete_batch(body)
+    return as_json(await service.leases.complete_batch(body))
 
 
 @router.post(
@@ -52,9 +52,9 @@ async def complete_leases_batch(body: CompleteBatch, service: Service) -> Comple
     response_model=HeartbeatResult,
     responses=_HELD,
 )
-async def heartbeat_lease(lease_id: str, body: Heartbeat, service: Service) -> HeartbeatResult:
+async def heartbeat_lease(lease_id: str, body: Heartbeat, service: Service) -> Response:
     """Extend the lease; ``cancel`` in the answer asks the worker to stop."""
-    return await service.leases.heartbeat(lease_id, body)
+    return as_json(await service.leases.heartbeat(lease_id, body))
 
 
 @router.post(
@@ -63,9 +63,9 @@ async def heartbeat_lease(lease_id: str, body: Heartbeat, service: Service) -> H
     response_model=Task,
     responses=_HELD,
 )
-async def complete_lease(lease_id: str, body: Complete, service: Service) -> Task:
+async def complete_lease(lease_id: str, body: Complete, service: Service) -> Response:
     """Report success."""
-    return await service.leases.complete(lease_id, body)
+    return as_json(await service.leases.complete(lease_id, body))
 
 
 @router.post(

@@ -18,7 +18,7 @@ from ..schemas.tasks import (
     TaskSubmit,
 )
 from .auth import Authorized
-from .deps import Service
+from .deps import Service, as_json
 from .problems import problem_responses
 from .tags import TAG_FILTER_DOC, TagPairs
 
@@ -35,14 +35,10 @@ router = APIRouter(tags=["tasks"])
         **problem_responses(409, 413, 422),
     },
 )
-async def submit_task(
-    body: TaskSubmit, service: Service, response: Response, caller: Authorized
-) -> SubmitResult:
+async def submit_task(body: TaskSubmit, service: Service, caller: Authorized) -> Response:
     """Submit a task. ``on_duplicate`` decides what a held dedup key does."""
     result = await service.tasks.submit(body, children_only=caller.children_only)
-    if result.outcome == "deduplicated":
-        response.status_code = 200
-    return result
+    return as_json(result, 200 if result.outcome == "deduplicated" else 201)
 
 
 @router.post(
@@ -53,9 +49,9 @@ async def submit_task(
 )
 async def submit_tasks_batch(
     body: TaskBatchSubmit, service: Service, caller: Authorized
-) -> BatchSubmitResult:
+) -> Response:
     """Submit many tasks: all validated first, then applied in order in one transaction."""
-    return await service.tasks.submit_batch(body.tasks, children_only=caller.children_only)
+    return as_json(await service.tasks.submit_batch(body.tasks, children_only=caller.children_only))
 
 
 @router.get(

@@ -175,7 +175,7 @@ def _table(rows: list[Row], *, seconds: float, concurrency: int, version: str) -
         caption=(
             f"Tasks/s with {concurrency} concurrent loops, {seconds:g} s measured after a "
             f"{warmup_seconds(seconds):g} s warm-up; end-to-end = submit, lease, complete. "
-            "HTTP: uvicorn in its own process, driven by httpx from this one; direct: "
+            "HTTP: uvicorn in its own process, driven by aiohttp from this one; direct: "
             "the domain services called in this process."
         ),
     )

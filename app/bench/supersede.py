@@ -21,8 +21,7 @@ import contextlib
 import itertools
 from dataclasses import dataclass
 
-import httpx
-
+from .drivers import LoadClient
 from .measure import Meter, Result, Step, measure
 
 TYPE = "bench.supersede"
@@ -36,7 +35,7 @@ RUNNING_KEYS = 20
 TARGET = 1.5
 
 
-def _submits(client: httpx.AsyncClient, keys: list[str] | None, task_type: str = TYPE) -> Step:
+def _submits(client: LoadClient, keys: list[str] | None, task_type: str = TYPE) -> Step:
     """Submit one task per call: a fresh one, or superseding the next key in ``keys``."""
     turn = itertools.count()
 
@@ -53,7 +52,7 @@ def _submits(client: httpx.AsyncClient, keys: list[str] | None, task_type: str =
     return run
 
 
-async def _acking_worker(client: httpx.AsyncClient, acks: list[int]) -> None:
+async def _acking_worker(client: LoadClient, acks: list[int]) -> None:
     """Lease replacements, heartbeat them, acknowledge every revocation; until cancelled."""
     held: list[str] = []
     while True:
@@ -86,7 +85,7 @@ class SupersedeFigures:
 
 
 async def measure_supersede(
-    client: httpx.AsyncClient, *, seconds: float, concurrency: int
+    client: LoadClient, *, seconds: float, concurrency: int
 ) -> SupersedeFigures:
     """Plain submit, then the three supersede scenarios, all over HTTP."""
     submit = await measure(_submits(client, None), concurrency=concurrency, seconds=seconds)

@@ -27,7 +27,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import httpx
 from rich.table import Table
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -36,7 +35,7 @@ from ..domain.service import Taskmill
 from ..schemas.common import IO
 from ..schemas.tasks import TaskSubmit
 from ..store import queries
-from .drivers import BenchError, direct_container, http_client
+from .drivers import BenchError, LoadClient, direct_container, http_client
 from .measure import Meter, Result, Step, first_run_seconds, measure, run_async, warmup_seconds
 from .output import DRAINED_NOTE, millis, progress_bar, results_console, throughput
 from .scenarios import BATCH
@@ -102,7 +101,7 @@ class Picker:
         return self.rng.choice(PROFILES)
 
 
-async def _get(client: httpx.AsyncClient, path: str, params: dict[str, str]) -> Any:
+async def _get(client: LoadClient, path: str, params: dict[str, str]) -> Any:
     response = await client.get(path, params=params)
     if response.status_code != 200:
         raise BenchError(f"GET {path} answered {response.status_code}: {response.text[:500]}")
@@ -125,7 +124,7 @@ class Query:
     reads: str
     target_ms: float | None
     #: Over HTTP.
-    http: Callable[[httpx.AsyncClient, Picker], Awaitable[object]]
+    http: Callable[[LoadClient, Picker], Awaitable[object]]
     #: Through the domain services.
     direct: Callable[[Taskmill, Picker], Awaitable[object]]
     #: The service's statement, at the store level (layout (a)).
@@ -262,7 +261,7 @@ class Submissions:
         )
 
 
-def http_submits(client: httpx.AsyncClient, made: Submissions, tags: int, batch: int) -> Step:
+def http_submits(client: LoadClient, made: Submissions, tags: int, batch: int) -> Step:
     """Submit ``batch`` tasks with ``tags`` tags each per iteration, over HTTP."""
 
     async def run(meter: Meter) -> None:
@@ -405,7 +404,7 @@ async def _check(taskmill: Taskmill, tasks: int, pending: int) -> None:
 
 
 def _latency_calls(
-    query: Query, taskmill: Taskmill, client: httpx.AsyncClient, picker: Picker
+    query: Query, taskmill: Taskmill, client: LoadClient, picker: Picker
 ) -> list[Callable[[], Awaitable[object]]]:
     """The query's four forms as calls: direct, HTTP, layout (a), layout (b)."""
 
