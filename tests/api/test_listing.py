@@ -236,6 +236,7 @@ async def test_pagination_is_stable_under_concurrent_inserts(client: httpx.Async
     existing = set(await batch(client, [{"type": "old", "payload": i} for i in range(60)]))
     added: list[str] = []
     paging_done = asyncio.Event()
+    progress = asyncio.Event()
 
     async def producer() -> None:
         # Keep submitting, singly and in batches, until the pager has finished.
@@ -245,6 +246,7 @@ async def test_pagination_is_stable_under_concurrent_inserts(client: httpx.Async
                 added.extend(await batch(client, [{"type": "new", "payload": i}] * 3))
             else:
                 added.append((await submit(client, type="new", payload=i))["id"])
+            progress.set()
             i += 1
 
     async def pager() -> tuple[list[str], int]:
@@ -255,6 +257,10 @@ async def test_pagination_is_stable_under_concurrent_inserts(client: httpx.Async
             body = await page(client, {"limit": 4, **({"cursor": cursor} if cursor else {})})
             if added_at_first_page < 0:
                 added_at_first_page = len(added)
+                # Make sure the two interleave: wait for a submit after this first page.
+                while len(added) <= added_at_first_page:
+                    progress.clear()
+                    await asyncio.wait_for(progress.wait(), timeout=10)
             seen.extend(t["id"] for t in body["tasks"])
             cursor = body["next_cursor"]
             if cursor is None:
