@@ -26,13 +26,14 @@ from ..store.db import Database
 from .access import require_children
 from .errors import (
     DuplicateRejected,
+    Forbidden,
     InvalidInput,
     NotFound,
     ParentNotRunning,
     TaskFinished,
     TooLarge,
 )
-from .ids import TASK_ID_RE, new_task_id
+from .ids import TASK_ID_RE, new_task_id, parse_lease_id
 from .retry import retry_aborted
 from .views import task_view
 
@@ -107,7 +108,9 @@ class TaskService:
         return prepared
 
     @retry_aborted
-    async def _apply(self, prepared: list[_Pending]) -> list[BatchItemResult]:
+    async def _apply(
+        self, prepared: list[_Pending], *, children_only: bool = False
+    ) -> list[BatchItemResult]:
         """Apply submissions in order in one transaction, as if submitted one by one.
 
         Runs of skip/reject items go to the database as one statement; a supersede item
@@ -116,7 +119,7 @@ class TaskService:
         results: dict[int, BatchItemResult] = {}
         deduplicated: list[str] = []
         async with self.db.transaction() as conn:
-            await self._adopt(conn, prepared)
+            await self._adopt(conn, prepared, children_only=children_only)
             run: list[_Pending] = []
             for p in [*prepared, None]:
                 if p is not None and (p.item.on_duplicate != "supersede" or not p.new.dedup_key):
@@ -131,8 +134,15 @@ class TaskService:
         return [results[i] for i in range(len(prepared))]
 
     @staticmethod
-    async def _adopt(conn: AsyncConnection, prepared: list[_Pending]) -> None:
-        """Children: the parent must be running; they inherit its tags (theirs win)."""
+    async def _adopt(
+        conn: AsyncConnection, prepared: list[_Pending], *, children_only: bool
+    ) -> None:
+        """Children: the parent must be running; they inherit its tags (theirs win).
+
+        A ``parent_lease_id``, when given (always, for a worker's token: ``children_only``),
+        must be the parent's current lease: a worker adds children only to the task it
+        holds.
+        """
         children = [p for p in prepared if p.new.parent_id]
         if not children:
             return
@@ -145,6 +155,15 @@ class TaskService:
                     f"no task {p.new.parent_id!r} to be the parent",
                     errors=[_error(f"{where}parent_id", "no such task", "not_found")],
                 )
+            if p.item.parent_lease_id is not None:
+                held = parse_lease_id(p.item.parent_lease_id)
+                if held != (parent["id"], parent["lease_token"]):
+                    raise Forbidden(
+                        f"the lease {p.item.parent_lease_id!r} does not hold task {parent['id']}",
+                        errors=[
+                            _error(f"{where}parent_lease_id", "not the parent's lease", "lease")
+                        ],
+                    )
             if parent["status"] != "running":
                 raise ParentNotRunning(
                     f"task {parent['id']} is {parent['status']}: children are added by the "
@@ -242,7 +261,9 @@ class TaskService:
         """
         if children_only:
             require_children([item], batch=False)
-        (result,) = await self._apply(self._prepare([item], batch=False))
+        (result,) = await self._apply(
+            self._prepare([item], batch=False), children_only=children_only
+        )
         if result.outcome == "rejected":
             raise DuplicateRejected(
                 f"a live task of type {item.type!r} holds dedup key {item.dedup_key!r}",
@@ -272,7 +293,8 @@ class TaskService:
             )
         if children_only:
             require_children(items, batch=True)
-        return BatchSubmitResult(results=await self._apply(self._prepare(items, batch=True)))
+        prepared = self._prepare(items, batch=True)
+        return BatchSubmitResult(results=await self._apply(prepared, children_only=children_only))
 
     # -- reading --------------------------------------------------------------------
 

@@ -61,6 +61,11 @@ class TaskSubmit(Model):
         max_length=64,
         description="make this a child of a running task (submitted by its lease holder)",
     )
+    parent_lease_id: Text | None = Field(
+        default=None,
+        max_length=100,
+        description="the lease its submitter holds on parent_id (required with a worker token)",
+    )
     fail_fast: StrictBool = Field(
         default=True,
         description="a child's permanent failure cancels its siblings and fails this task",

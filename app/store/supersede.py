@@ -84,7 +84,8 @@ async def lock_parents(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, R
     """Lock the would-be parents of new children (their counters are about to change)."""
     result = await conn.execute(
         text(
-            "SELECT id, status, tags, phase FROM tasks WHERE id = ANY(CAST(:ids AS text[]))"
+            "SELECT id, status, tags, phase, CAST(lease_token AS text) AS lease_token"
+            " FROM tasks WHERE id = ANY(CAST(:ids AS text[]))"
             " ORDER BY id FOR NO KEY UPDATE"
         ),
         {"ids": list(ids)},

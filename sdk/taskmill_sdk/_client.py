@@ -37,6 +37,7 @@ def task_spec(
     ttl_seconds: float | None = None,
     label: str | None = None,
     parent_id: str | None = None,
+    parent_lease_id: str | None = None,
     fail_fast: bool | None = None,
 ) -> dict[str, Any]:
     """The JSON of one submission (``POST /tasks``); omitted fields take server defaults."""
@@ -57,6 +58,7 @@ def task_spec(
         "ttl_seconds": ttl_seconds,
         "label": label,
         "parent_id": parent_id,
+        "parent_lease_id": parent_lease_id,
         "fail_fast": fail_fast,
     }
     spec.update({k: v for k, v in optional.items() if v is not None})

@@ -212,7 +212,10 @@ class TaskContext:
         """
         from ._client import task_spec
 
-        spec = task_spec(type, payload, parent_id=self.task_id, **fields)
+        # The lease id proves this worker holds the parent (required with a worker token).
+        spec = task_spec(
+            type, payload, parent_id=self.task_id, parent_lease_id=self.lease_id, **fields
+        )
         return await self._submit(spec)
 
     def spawn_sync(self, type: str, payload: Any = None, **fields: Any) -> SubmitResult:

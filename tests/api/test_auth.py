@@ -170,49 +170,60 @@ async def test_new_routes_default_to_admin_and_gets_to_readers() -> None:
 # -- workers submit children only ---------------------------------------------------------
 
 
-async def test_worker_submits_only_children_of_a_running_task(secured: Server, db_url: str) -> None:
+async def test_worker_submits_only_children_of_the_task_it_holds(
+    secured: Server, db_url: str
+) -> None:
     client = secured.client
     worker = bearer("worker")
     parent = (await client.post("/tasks", json={"type": "p"}, headers=bearer("producer"))).json()
-    # Not a child: 403 naming parent_id, nothing written.
+    parent_id = parent["task"]["id"]
+    # Not a child, or a child without the lease held on its parent: 403, nothing written.
     before = await table_counts(db_url)
     r = await client.post("/tasks", json={"type": "c"}, headers=worker)
     problem = assert_problem(r, 403)
-    assert [e["field"] for e in problem["errors"]] == ["parent_id"]
+    assert [e["field"] for e in problem["errors"]] == ["parent_id", "parent_lease_id"]
     r = await client.post(
         "/tasks/batch",
-        json={"tasks": [{"type": "c", "parent_id": parent["task"]["id"]}, {"type": "c"}]},
+        json={"tasks": [{"type": "c", "parent_id": parent_id}, {"type": "c"}]},
         headers=worker,
     )
     problem = assert_problem(r, 403)
-    assert [e["field"] for e in problem["errors"]] == ["tasks[1].parent_id"]
+    assert [e["field"] for e in problem["errors"]] == [
+        "tasks[0].parent_lease_id",
+        "tasks[1].parent_id",
+        "tasks[1].parent_lease_id",
+    ]
     assert await table_counts(db_url) == before
-    # A child of a task that is not running (not leased): refused, nothing written.
-    r = await client.post(
-        "/tasks", json={"type": "c", "parent_id": parent["task"]["id"]}, headers=worker
-    )
-    assert r.status_code in (403, 409, 422), r.text
-    assert_problem(r, r.status_code)
-    assert await table_counts(db_url) == before
-    # Once the worker holds the lease, children are accepted, single and batched.
+    # Once the worker holds the lease, children naming it are accepted, single and batched.
     r = await client.post("/leases", json={"worker_id": "w"}, headers=worker)
     (granted,) = r.json()["leases"]
-    assert granted["task"]["id"] == parent["task"]["id"]
-    r = await client.post(
-        "/tasks", json={"type": "c", "parent_id": parent["task"]["id"]}, headers=worker
-    )
+    assert granted["task"]["id"] == parent_id
+    child = {"type": "c", "parent_id": parent_id, "parent_lease_id": granted["lease_id"]}
+    r = await client.post("/tasks", json=child, headers=worker)
     assert r.status_code == 201, r.text
-    assert r.json()["task"]["parent_id"] == parent["task"]["id"]
-    r = await client.post(
-        "/tasks/batch",
-        json={"tasks": [{"type": "c", "parent_id": parent["task"]["id"]}] * 2},
-        headers=worker,
-    )
+    assert r.json()["task"]["parent_id"] == parent_id
+    r = await client.post("/tasks/batch", json={"tasks": [child] * 2}, headers=worker)
     assert r.status_code == 200, r.text
-    # Producers and admins submit anything.
+    # Another task's lease, or a made-up one, does not hold this parent: 403.
+    other = (await client.post("/tasks", json={"type": "p"}, headers=bearer("producer"))).json()
+    r = await client.post("/leases", json={"worker_id": "w2", "types": ["p"]}, headers=worker)
+    (other_lease,) = r.json()["leases"]
+    assert other_lease["task"]["id"] == other["task"]["id"]
+    before = await table_counts(db_url)
+    for lease_id in (other_lease["lease_id"], parent_id + "." + "0" * 32):
+        wrong = {**child, "parent_lease_id": lease_id}
+        r = await client.post("/tasks", json=wrong, headers=worker)
+        problem = assert_problem(r, 403)
+        assert [e["field"] for e in problem["errors"]] == ["parent_lease_id"]
+    assert await table_counts(db_url) == before
+    # Producers and admins submit anything (children too, by parent_id alone).
     for role in ("producer", "admin"):
         r = await client.post("/tasks", json={"type": "x"}, headers=bearer(role))
         assert r.status_code == 201, r.text
+    r = await client.post(
+        "/tasks", json={"type": "c", "parent_id": parent_id}, headers=bearer("producer")
+    )
+    assert r.status_code == 201, r.text
 
 
 # -- configuration ----------------------------------------------------------------------
