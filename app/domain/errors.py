@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from ..store.errors import Unavailable as StoreUnavailable
 
@@ -20,6 +20,16 @@ class DomainError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+
+    @classmethod
+    def at(
+        cls, field: str, message: str, kind: str = "value_error", *, detail: str | None = None
+    ) -> Self:
+        """The error about one field: ``errors`` names it (``detail`` defaults to both)."""
+        return cls(
+            detail or f"{field}: {message}",
+            errors=[{"field": field, "message": message, "type": kind}],
+        )
 
     def as_problem(self) -> dict[str, Any]:
         """The RFC 9457 body for this error."""

@@ -181,9 +181,11 @@ class EventService:
         if value is None or value == "":
             return None
         if not value.isascii() or not value.isdigit() or len(value) > 19:
-            raise InvalidInput(
-                "Last-Event-ID must be an event id this server sent",
-                errors=[{"field": "last_event_id", "message": "not an event id", "type": "int"}],
+            raise InvalidInput.at(
+                "last_event_id",
+                "not an event id",
+                "int",
+                detail="Last-Event-ID must be an event id this server sent",
             )
         return int(value)
 

@@ -144,15 +144,12 @@ class LeaseService:
         if state is not None:
             size = len(dumps(state).encode())
             if size > self.settings.max_state_bytes:
-                raise TooLarge(
-                    f"state is {size} bytes encoded; the limit is {self.settings.max_state_bytes}",
-                    errors=[
-                        {
-                            "field": field,
-                            "message": f"larger than {self.settings.max_state_bytes} bytes",
-                            "type": "too_large",
-                        }
-                    ],
+                limit = self.settings.max_state_bytes
+                raise TooLarge.at(
+                    field,
+                    f"larger than {limit} bytes",
+                    "too_large",
+                    detail=f"state is {size} bytes encoded; the limit is {limit}",
                 )
 
     @retry_aborted
@@ -226,11 +223,11 @@ class LeaseService:
         """Complete many leases in one transaction; each item answers on its own."""
         limit = self.settings.max_batch_size
         if len(body.items) > limit:  # the same bound as a submit batch
-            raise InvalidInput(
-                f"a batch holds at most {limit} items",
-                errors=[
-                    {"field": "items", "message": f"at most {limit} items", "type": "too_long"}
-                ],
+            raise InvalidInput.at(
+                "items",
+                f"at most {limit} items",
+                "too_long",
+                detail=f"a batch holds at most {limit} items",
             )
         errors: dict[int, DomainError] = {}
         items: dict[int, store.Completion] = {}

@@ -77,9 +77,10 @@ class SnapshotService:
     async def snapshot(self, by_tag: str | None = None) -> Snapshot:
         """The counts; ``by_tag`` adds per-value stats of that tag key."""
         if by_tag is not None and not TAG_KEY_RE.fullmatch(by_tag):
-            raise InvalidInput(
-                "by_tag must be a tag key (1-64 characters of [A-Za-z0-9_.:/-])",
-                errors=[{"field": "by_tag", "message": "not a tag key", "type": "value_error"}],
+            raise InvalidInput.at(
+                "by_tag",
+                "not a tag key",
+                detail="by_tag must be a tag key (1-64 characters of [A-Za-z0-9_.:/-])",
             )
         terminal = await self._fresh(self._terminal, store.terminal_counts)
         tag_terminal = None

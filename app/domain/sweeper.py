@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from ..store import supersede as tree
 from ..store import sweeper as store
 from ..store.db import Database
 from .retention import Retention
@@ -31,7 +32,7 @@ class Sweeper:
             ("expired_leases", store.expire_leases),
             ("promoted", store.promote_scheduled),
             ("expired_ttl", store.expire_ttl),
-            ("unblocked", store.unblock_stale),
+            ("unblocked", tree.unblock_stale),
         ):
             total = 0
             while True:

@@ -26,21 +26,17 @@ TaskFilter = queries.TaskFilter
 MAX_GROUPS = 10_000
 
 
-def _invalid(field: str, message: str) -> InvalidInput:
-    return InvalidInput(
-        f"{field}: {message}", errors=[{"field": field, "message": message, "type": "value_error"}]
-    )
-
-
 def check_tag_filter(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, list[str]]]:
     """Validate ``tag.<key>=<value>`` pairs; group repeated keys (OR) in first-seen order."""
     grouped: dict[str, list[str]] = {}
     for key, value in pairs:
         field = f"tag.{key}"
         if not TAG_KEY_RE.fullmatch(key):
-            raise _invalid(field, "tag keys are 1-64 characters of [A-Za-z0-9_.:/-]")
+            raise InvalidInput.at(field, "tag keys are 1-64 characters of [A-Za-z0-9_.:/-]")
         if len(value) > MAX_TAG_VALUE or "\x00" in value:
-            raise _invalid(field, f"tag values are at most {MAX_TAG_VALUE} characters, no NUL")
+            raise InvalidInput.at(
+                field, f"tag values are at most {MAX_TAG_VALUE} characters, no NUL"
+            )
         values = grouped.setdefault(key, [])
         if value not in values:
             values.append(value)
@@ -64,15 +60,15 @@ class TagService:
         for name in group_by:
             if name.startswith("tag."):
                 if not TAG_KEY_RE.fullmatch(name[4:]):
-                    raise _invalid("group_by", f"{name!r}: not a valid tag key")
+                    raise InvalidInput.at("group_by", f"{name!r}: not a valid tag key")
             elif name not in queries.GROUP_COLUMNS:
-                raise _invalid("group_by", f"{name!r}: use tag.<key>, status, type or group")
+                raise InvalidInput.at("group_by", f"{name!r}: use tag.<key>, status, type or group")
         if len(set(group_by)) != len(group_by):
-            raise _invalid("group_by", "each name at most once")
+            raise InvalidInput.at("group_by", "each name at most once")
         for function, field in metrics:
             if field not in queries.METRIC_COLUMNS:
                 known = ", ".join(queries.METRIC_COLUMNS)
-                raise _invalid(function, f"{field!r} is not a numeric field ({known})")
+                raise InvalidInput.at(function, f"{field!r} is not a numeric field ({known})")
         async with self.db.transaction() as conn:
             rows = await queries.aggregate(conn, flt, group_by, metrics, limit + 1)
         groups = []
@@ -88,7 +84,7 @@ class TagService:
     ) -> TagValues:
         """Each value of ``key`` with its task count, count descending."""
         if not TAG_KEY_RE.fullmatch(key):
-            raise _invalid("key", "tag keys are 1-64 characters of [A-Za-z0-9_.:/-]")
+            raise InvalidInput.at("key", "tag keys are 1-64 characters of [A-Za-z0-9_.:/-]")
         async with self.db.transaction() as conn:
             rows = await queries.tag_values(conn, key, statuses, prefix, limit)
         return TagValues(values=[TagValue(value=v, count=n) for v, n in rows])
@@ -113,7 +109,7 @@ class TagService:
             tags=check_tag_filter(pairs),
         )
         if flt.is_empty():
-            raise _invalid("filter", "give at least one of tags, status, type, group")
+            raise InvalidInput.at("filter", "give at least one of tags, status, type, group")
         async with self.db.transaction() as conn:
             ids = await queries.live_ids(conn, flt)
             rows = await tree.cancel(conn, ids) if ids else {}

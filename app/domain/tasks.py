@@ -45,10 +45,6 @@ TaskFilter = queries.TaskFilter
 _MAX_DEDUP_ROUNDS = 10
 
 
-def _error(field: str, message: str, kind: str) -> dict[str, str]:
-    return {"field": field, "message": message, "type": kind}
-
-
 @dataclass(slots=True)
 class _Pending:
     index: int
@@ -73,16 +69,12 @@ class TaskService:
             payload_json = store.dumps(item.payload)
             size = len(payload_json.encode())
             if size > self.settings.max_payload_bytes:
-                raise TooLarge(
-                    f"{where}payload is {size} bytes encoded; the limit is "
-                    f"{self.settings.max_payload_bytes}",
-                    errors=[
-                        {
-                            "field": f"{where}payload",
-                            "message": f"larger than {self.settings.max_payload_bytes} bytes",
-                            "type": "too_large",
-                        }
-                    ],
+                limit = self.settings.max_payload_bytes
+                raise TooLarge.at(
+                    f"{where}payload",
+                    f"larger than {limit} bytes",
+                    "too_large",
+                    detail=f"{where}payload is {size} bytes encoded; the limit is {limit}",
                 )
             retry = item.retry
             new = store.NewTask(
@@ -151,18 +143,21 @@ class TaskService:
             where = f"tasks[{p.index}]." if len(prepared) > 1 else ""
             parent = parents.get(p.new.parent_id or "")
             if parent is None:
-                raise InvalidInput(
-                    f"no task {p.new.parent_id!r} to be the parent",
-                    errors=[_error(f"{where}parent_id", "no such task", "not_found")],
+                raise InvalidInput.at(
+                    f"{where}parent_id",
+                    "no such task",
+                    "not_found",
+                    detail=f"no task {p.new.parent_id!r} to be the parent",
                 )
             if p.item.parent_lease_id is not None:
                 held = parse_lease_id(p.item.parent_lease_id)
                 if held != (parent["id"], parent["lease_token"]):
-                    raise Forbidden(
-                        f"the lease {p.item.parent_lease_id!r} does not hold task {parent['id']}",
-                        errors=[
-                            _error(f"{where}parent_lease_id", "not the parent's lease", "lease")
-                        ],
+                    raise Forbidden.at(
+                        f"{where}parent_lease_id",
+                        "not the parent's lease",
+                        "lease",
+                        detail=f"the lease {p.item.parent_lease_id!r} does not hold task "
+                        f"{parent['id']}",
                     )
             if parent["status"] != "running":
                 raise ParentNotRunning(
@@ -172,9 +167,11 @@ class TaskService:
                 )
             tags = {**parent["tags"], **p.new.tags}
             if len(tags) > MAX_TAGS:
-                raise InvalidInput(
-                    f"with the parent's tags the task would have {len(tags)} tags",
-                    errors=[_error(f"{where}tags", f"at most {MAX_TAGS} with inherited", "tags")],
+                raise InvalidInput.at(
+                    f"{where}tags",
+                    f"at most {MAX_TAGS} with inherited",
+                    "tags",
+                    detail=f"with the parent's tags the task would have {len(tags)} tags",
                 )
             p.new = replace(p.new, tags=tags)
 
@@ -281,15 +278,12 @@ class TaskService:
     ) -> BatchSubmitResult:
         """Validate all items, then apply them in order in one transaction."""
         if len(items) > self.settings.max_batch_size:
-            raise InvalidInput(
-                f"a batch holds at most {self.settings.max_batch_size} tasks",
-                errors=[
-                    {
-                        "field": "tasks",
-                        "message": f"at most {self.settings.max_batch_size} items",
-                        "type": "too_long",
-                    }
-                ],
+            limit = self.settings.max_batch_size
+            raise InvalidInput.at(
+                "tasks",
+                f"at most {limit} items",
+                "too_long",
+                detail=f"a batch holds at most {limit} tasks",
             )
         if children_only:
             require_children(items, batch=True)
@@ -352,8 +346,7 @@ def _decode_cursor(cursor: str) -> str:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         value = ""
     if not TASK_ID_RE.match(value) or _encode_cursor(value) != cursor:  # only our own form
-        raise InvalidInput(
-            "cursor is not one this server issued",
-            errors=[{"field": "cursor", "message": "invalid cursor", "type": "value_error"}],
+        raise InvalidInput.at(
+            "cursor", "invalid cursor", detail="cursor is not one this server issued"
         )
     return value

@@ -10,7 +10,6 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import supersede
 from .tables import LEASED_PREDICATE, UNSTARTED_PREDICATE
 from .tasks import EVENT_DATA, REQUEUE_STATUS, WORK_CHANNEL
 
@@ -111,11 +110,6 @@ async def expire_leases(conn: AsyncConnection, batch: int) -> int:
 async def promote_scheduled(conn: AsyncConnection, batch: int) -> int:
     """Make up to ``batch`` due scheduled tasks leasable; return how many."""
     return int((await conn.execute(_PROMOTE_SQL, {"batch": batch})).scalar_one())
-
-
-async def unblock_stale(conn: AsyncConnection, batch: int) -> int:
-    """Release blocked tasks whose predecessor ended without releasing them."""
-    return await supersede.unblock_stale(conn, batch)
 
 
 async def expire_ttl(conn: AsyncConnection, batch: int) -> int:
