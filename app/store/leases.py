@@ -273,12 +273,20 @@ WITH src AS (
         AS s(id, token, result, state, has_state, act_read, act_write, act_rx, act_tx)
 ), upd AS (
     -- Live children: the task waits for them (then finalizes); a fail_fast parent whose
-    -- child failed permanently fails instead of completing.
+    -- child failed permanently fails instead of completing. A task that spawned children
+    -- always gets its finalize lease, also when they all ended before it reported: the
+    -- finalize phase must not depend on who was faster.
     UPDATE tasks t SET
         status = CASE WHEN t.children_live > 0 THEN 'waiting'
                       WHEN t.fail_fast AND t.children_failed > 0 THEN 'failed'
+                      WHEN t.phase = 'execute' AND t.children_total > 0 THEN {REQUEUE_STATUS}
                       ELSE 'completed' END,
-        finished_at = CASE WHEN t.children_live > 0 THEN NULL ELSE now() END,
+        phase = CASE WHEN t.children_live = 0 AND NOT (t.fail_fast AND t.children_failed > 0)
+                          AND t.children_total > 0 THEN 'finalize' ELSE t.phase END,
+        finished_at = CASE WHEN t.children_live > 0 OR (t.phase = 'execute'
+                               AND t.children_total > 0
+                               AND NOT (t.fail_fast AND t.children_failed > 0))
+                           THEN NULL ELSE now() END,
         error = CASE WHEN t.children_live = 0 AND t.fail_fast AND t.children_failed > 0
                      THEN jsonb_build_object('message', 'a child task failed')
                      ELSE t.error END,
@@ -293,12 +301,13 @@ WITH src AS (
     RETURNING t.*
 ), ev AS (
     INSERT INTO events (event, task_id, type, group_name, tags, data)
-    SELECT 'task.' || u.status, u.id, u.type, u.group_name, u.tags,
-        {EVENT_DATA.format(a="u")}
+    SELECT CASE WHEN u.status IN ('pending', 'paused') THEN 'task.finalizing'
+                ELSE 'task.' || u.status END,
+        u.id, u.type, u.group_name, u.tags, {EVENT_DATA.format(a="u")}
     FROM upd u
 )
 SELECT upd.*, (SELECT 1 FROM (SELECT pg_notify('{WORK_CHANNEL}', '') FROM upd
-    WHERE {_SLOT_FREED}) n LIMIT 1) AS notified
+    WHERE upd.status = 'pending' OR {_SLOT_FREED}) n LIMIT 1) AS notified
 FROM upd
 """
 )

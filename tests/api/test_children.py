@@ -137,3 +137,19 @@ async def test_cancel_task_cascades_and_is_idempotent(client: httpx.AsyncClient)
     r = await client.post(f"/tasks/{done['id']}/cancel")
     assert r.status_code == 409
     assert r.json()["task_status"] == "completed"
+
+
+async def test_a_parent_whose_children_ended_first_still_finalizes(
+    client: httpx.AsyncClient,
+) -> None:
+    parent = await submit(client, type="upload")
+    (p,) = await lease(client, types=["upload"])
+    await submit(client, type="part", parent_id=parent["id"])
+    (c,) = await lease(client, types=["part"])
+    await complete(client, c)  # the child ends before its parent reports
+    reported = await complete(client, p, state={"upload_id": "u-2"})
+    assert reported["status"] == "pending"
+    (fin,) = await lease(client, types=["upload"])
+    assert (fin["phase"], fin["task"]["state"]) == ("finalize", {"upload_id": "u-2"})
+    done = await complete(client, fin, result="assembled")
+    assert (done["status"], done["result"]) == ("completed", "assembled")
