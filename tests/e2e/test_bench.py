@@ -10,8 +10,8 @@ import subprocess
 import sys
 import uuid
 
-from app.bench.scenarios import SCENARIOS
-from app.bench.tags import LAYOUT_ROWS, QUERIES, TAG_COUNTS
+from taskmill_bench.scenarios import SCENARIOS
+from taskmill_bench.tags import LAYOUT_ROWS, QUERIES, TAG_COUNTS
 
 
 def _bench(pg_admin_url: str, *args: str) -> str:

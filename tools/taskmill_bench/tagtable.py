@@ -31,8 +31,9 @@ import asyncpg
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..store import tasks as store_tasks
-from ..store.tasks import Row
+from app.store import tasks as store_tasks
+from app.store.tasks import Row
+
 from .drivers import BenchError
 
 TAG_TABLE = "task_tags"
@@ -134,7 +135,7 @@ def _submit_sql() -> TextClause:
     if sql.count(_MARKER) != 1:
         raise BenchError(
             "the submit statement (app/store/tasks.py) changed shape: update the task_tags "
-            "model in app/bench/tagtable.py"
+            "model in tools/taskmill_bench/tagtable.py"
         )
     return text(sql.replace(_MARKER, _TAG_ROWS_CTE + _MARKER))
 

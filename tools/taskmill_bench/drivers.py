@@ -16,10 +16,11 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from ..config import Settings
-from ..domain.service import Taskmill
-from ..schemas.leases import Complete, CompleteBatch, CompleteItem, LeaseRequest
-from ..schemas.tasks import TaskSubmit
+from app.config import Settings
+from app.domain.service import Taskmill
+from app.schemas.leases import Complete, CompleteBatch, CompleteItem, LeaseRequest
+from app.schemas.tasks import TaskSubmit
+
 from .scratch import SEED_TASK
 
 #: Worker id of every lease the benchmark takes.

@@ -14,10 +14,10 @@ from contextlib import asynccontextmanager
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from ..schemas.tasks import TaskSubmit
-from ..store.db import plain_url
-from ..store.migrate import upgrade
-from ..store.tasks import dumps
+from app.schemas.tasks import TaskSubmit
+from app.store.db import plain_url
+from app.store.migrate import upgrade
+from app.store.tasks import dumps
 
 #: Scratch database names must start with this: the bench drops the database it is given,
 #: and a typo must not name a real one.

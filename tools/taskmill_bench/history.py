@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from ..domain.ids import parse_lease_id
-from ..domain.service import Taskmill
-from ..domain.views import task_view
-from ..schemas.tasks import Task
-from ..store.tables import tasks
-from ..store.tasks import EVENT_DATA, dumps
+from app.domain.ids import parse_lease_id
+from app.domain.service import Taskmill
+from app.domain.views import task_view
+from app.schemas.tasks import Task
+from app.store.tables import tasks
+from app.store.tasks import EVENT_DATA, dumps
+
 from .drivers import BenchError
 
 HISTORY_TABLE = "tasks_history"

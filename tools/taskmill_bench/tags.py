@@ -1,7 +1,7 @@
 """``taskmill bench --tags N``: tag queries and tagged submits with N tasks, and the layouts.
 
 In a fresh scratch database seeded with N tasks carrying five tags each (see
-:mod:`app.bench.tagseed`), this measures:
+:mod:`taskmill_bench.tagseed`), this measures:
 
 1. the latency (p50/p99, one call at a time) of the tag queries a consumer makes: the
    first page of a selective tag filter and of a common (10%) one, the value counts of
@@ -11,7 +11,7 @@ In a fresh scratch database seeded with N tasks carrying five tags each (see
    in batches, and what the tags cost relative to none;
 3. the two tag layouts side by side: (a) the service's JSONB column under a GIN
    ``jsonb_path_ops`` index, and (b) a ``task_tags(task_id, key, value)`` table (a
-   benchmark-only model, :mod:`app.bench.tagtable`), on the same data, with the same
+   benchmark-only model, :mod:`taskmill_bench.tagtable`), on the same data, with the same
    queries at the store level and the same submits through the domain.
 
 Queries are measured before anything is submitted, so they see exactly the seeded data.
@@ -31,10 +31,11 @@ from rich.table import Table
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..domain.service import Taskmill
-from ..schemas.common import IO
-from ..schemas.tasks import TaskSubmit
-from ..store import queries
+from app.domain.service import Taskmill
+from app.schemas.common import IO
+from app.schemas.tasks import TaskSubmit
+from app.store import queries
+
 from .drivers import BenchError, LoadClient, direct_container, http_client
 from .measure import Meter, Result, Step, first_run_seconds, measure, run_async, warmup_seconds
 from .output import DRAINED_NOTE, millis, progress_bar, results_console, throughput

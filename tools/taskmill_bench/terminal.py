@@ -5,7 +5,7 @@ live statuses, betting that finished rows then cost claims nothing. This checks 
 the claim path (lease one, complete it; directly, no HTTP) runs with N completed rows in
 ``tasks``, and again with the usual alternative, where ``tasks`` holds no finished rows
 because each completion moves its row to a history table that holds the N instead
-(see :mod:`app.bench.history`). A run on an empty table is the reference for both.
+(see :mod:`taskmill_bench.history`). A run on an empty table is the reference for both.
 """
 
 from __future__ import annotations

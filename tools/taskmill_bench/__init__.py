@@ -10,7 +10,9 @@ Three modes, each in a fresh scratch database (dropped and re-created, then migr
 * :func:`run_tags` measures tag queries and tagged submits over many seeded tasks, and
   the JSONB + GIN tag layout against a model of a ``task_tags`` table.
 
-Nothing here is used by the service; the bench only drives it.
+Nothing here is used by the service; the bench only drives it. It lives in
+``tools/taskmill_bench``, outside the runtime package ``app``, and needs the ``bench``
+extra (``pip install -e '.[bench]'``; the ``dev`` extra includes it) for aiohttp.
 """
 
 from __future__ import annotations

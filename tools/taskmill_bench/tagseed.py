@@ -13,7 +13,7 @@ What the seeded data looks like (ids in submission order, oldest first):
   completed, 3% failed, 2% cancelled). Submissions are spread over the past day, well
   inside the retention period, so the server's retention deletes none of them.
 
-Like :mod:`app.bench.scratch`, this bypasses the app: one ``INSERT … SELECT
+Like :mod:`taskmill_bench.scratch`, this bypasses the app: one ``INSERT … SELECT
 generate_series`` with the secondary indexes dropped, then rebuilt from their own
 definitions (as the migrations made them), which is several times faster than
 maintaining them row by row.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from ..schemas.tasks import TaskSubmit
+from app.schemas.tasks import TaskSubmit
 
 #: Task type of every task this mode creates.
 TASK_TYPE = "bench.tags"
