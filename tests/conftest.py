@@ -40,10 +40,17 @@ def pg_admin_url() -> Iterator[str]:
     if env:
         yield _with_db(env, "postgres")
         return
+    import fcntl
+
     import pgserver
 
     data = Path(tempfile.gettempdir()) / "taskmill-test-pgdata"
-    server = pgserver.get_server(data, cleanup_mode="stop")
+    # The xdist workers start the one server together. pgserver creates the data directory
+    # outside its own lock, so on a fresh machine one worker's initdb could meet the other's
+    # half-made directory ("could not change permissions"): one at a time.
+    with (Path(tempfile.gettempdir()) / "taskmill-test-pgdata.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = pgserver.get_server(data, cleanup_mode="stop")
     try:
         yield plain_url(server.get_uri())
     finally:
