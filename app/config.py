@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     default_lease_seconds: float = 30.0
     max_lease_seconds: float = 3600.0
     max_wait_seconds: float = 60.0
+    # A revoked lease (cancel or supersede of a running task) and the lease that runs a
+    # cancelled task's on_cancel live at most this long: heartbeats cannot extend them
+    # past it, and then the cancel completes without the worker (SPEC §4).
+    cancel_grace_seconds: float = Field(default=60.0, gt=0, le=86400)
     # How often each replica sweeps expired leases, TTLs and due scheduled tasks.
     sweep_interval_seconds: float = 1.0
     # Long polls re-check the queue this often even without a NOTIFY (a lost

@@ -143,6 +143,7 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("answered 503: %s", exc)  # which outage, or which repeated abort
     return problem(503, "unavailable", "Service unavailable", "the database is unavailable")
 
 

@@ -108,7 +108,8 @@ async def list_tag_keys(
 
 
 @router.get(
-    "/tags/{key}/values",
+    # ":path": tag keys may contain "/" (their charset allows it).
+    "/tags/{key:path}/values",
     operation_id="list_tag_values",
     response_model=TagValues,
     responses=problem_responses(422),

@@ -10,6 +10,7 @@ from ..domain.tasks import TaskFilter
 from ..schemas.common import Name, TaskType
 from ..schemas.tasks import (
     BatchSubmitResult,
+    CancelRequest,
     Status,
     SubmitResult,
     Task,
@@ -100,6 +101,10 @@ async def get_task(task_id: str, service: Service) -> Task:
     response_model=Task,
     responses=problem_responses(404, 409, 422),
 )
-async def cancel_task(task_id: str, service: Service) -> Task:
-    """Cancel a task and all its descendants; leased ones are revoked (workers run on_cancel)."""
-    return await service.tasks.cancel(task_id)
+async def cancel_task(task_id: str, service: Service, body: CancelRequest | None = None) -> Task:
+    """Cancel a task and all its descendants; leased ones are revoked (workers run on_cancel).
+
+    With ``force``, the task and its descendants end at once (also a task already being
+    cancelled), without waiting for workers.
+    """
+    return await service.tasks.cancel(task_id, force=body is not None and body.force)

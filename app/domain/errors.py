@@ -80,6 +80,12 @@ class LeaseGone(DomainError):
     status, code, title = 410, "lease-gone", "Lease expired"
 
 
+class Busy(DomainError):
+    """Contention the service gave up waiting out; the client should try again."""
+
+    status, code, title = 503, "busy", "Busy"
+
+
 class InvalidInput(DomainError):
     """Input that passed the schema but breaks a rule (the fields are named in errors)."""
 

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..config import Settings
 from ..schemas.leases import (
-    CancelDirective,
     Complete,
     CompleteBatch,
     CompleteBatchResult,
@@ -25,14 +24,13 @@ from ..schemas.leases import (
 )
 from ..schemas.tasks import Task
 from ..store import leases as store
-from ..store import supersede as tree
+from ..store.common import Row, dumps
 from ..store.db import Database
 from ..store.notify import WorkListener
-from ..store.tasks import Row, dumps
 from .errors import DomainError, InvalidInput, LeaseConflict, LeaseGone, NotFound, TooLarge
 from .ids import parse_lease_id
 from .retry import retry_aborted
-from .views import lease_view, task_view
+from .views import cancel_directive, lease_view, task_view
 
 
 class LeaseService:
@@ -134,11 +132,20 @@ class LeaseService:
         if status == "running" and not row["unexpired"]:
             return LeaseGone("the lease expired")
         if status == "cancelling":
+            # The worker learns of the revoke here (a report raced it): tell it why, as a
+            # heartbeat would, so its on_cancel gets the server's reason.
             return LeaseConflict(
                 "the lease was revoked: acknowledge the cancel with POST /leases/{id}/cancelled",
                 task_status=status,
+                cancel_reason=row["cancel_reason"],
+                superseded_by=row["superseded_by"],
             )
-        return LeaseConflict(f"the lease has ended: the task is {status}", task_status=status)
+        return LeaseConflict(
+            f"the lease has ended: the task is {status}",
+            task_status=status,
+            cancel_reason=row["cancel_reason"],
+            superseded_by=row["superseded_by"],
+        )
 
     def _check_state(self, state: Any, field: str) -> None:
         if state is not None:
@@ -172,13 +179,7 @@ class LeaseService:
             )
             if row is None:
                 raise await self._explain(conn, task_id, token)
-        cancel = None
-        if row["status"] == "cancelling":
-            cancel = CancelDirective(
-                reason="superseded" if row["cancel_reason"] == "superseded" else "cancelled",
-                superseded_by=row["superseded_by"],
-            )
-        return HeartbeatResult(expires_at=row["lease_expires_at"], cancel=cancel)
+        return HeartbeatResult(expires_at=row["lease_expires_at"], cancel=cancel_directive(row))
 
     @retry_aborted
     async def set_state(self, lease_id: str, body: StatePatch) -> Task:
@@ -294,7 +295,7 @@ class LeaseService:
         """The worker ran its on_cancel hook: the revoked task ends (cancelled/superseded)."""
         task_id, token = self._parse(lease_id)
         async with self.db.transaction() as conn:
-            row = await tree.acknowledge_cancel(conn, task_id, token)
+            row = await store.acknowledge_cancel(conn, task_id, token)
             if row is None:
                 standing = await store.lease_standing(conn, task_id)
                 if (

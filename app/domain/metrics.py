@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from ..store import snapshot as snapshot_store
 from ..store.db import Database
-from ..store.tables import LIVE_STATUSES, TRANSITIONAL_STATUSES
 from .errors import DuplicateRejected
+from .lifecycle import ALL, TERMINAL
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -119,7 +119,7 @@ class Metrics:
         """The text exposition, with the queue-depth gauges read now."""
         async with self.db.transaction() as conn:
             depth = await snapshot_store.depth(conn)
-        for status in LIVE_STATUSES + TRANSITIONAL_STATUSES:
+        for status in (s for s in ALL if s not in TERMINAL):
             self.depth.labels(status).set(depth.get(status, 0))
         return generate_latest(self.registry)
 

@@ -23,7 +23,10 @@ class Taskmill:
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
         self.db = Database(
-            database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+            database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            cancel_grace_seconds=settings.cancel_grace_seconds,
         )
         self.listener = WorkListener(database_url)
         self.sweeper = Sweeper(

@@ -22,8 +22,8 @@ from ..schemas.common import TAG_KEY_RE
 from ..schemas.snapshot import IOTotals, Snapshot, TagValueStats
 from ..store import snapshot as store
 from ..store.db import Database
-from ..store.tables import ALL_STATUSES
 from .errors import InvalidInput
+from .lifecycle import ALL
 
 _IO = ("read_bytes", "write_bytes", "net_rx_bytes", "net_tx_bytes")
 _MAX_TAG_CACHE = 64
@@ -96,7 +96,7 @@ class SnapshotService:
                 if by_tag is not None
                 else []
             )
-        statuses = dict.fromkeys(ALL_STATUSES, 0)
+        statuses = dict.fromkeys(map(str, ALL), 0)
         types: dict[str, dict[str, int]] = defaultdict(dict)
         groups: dict[str, dict[str, int]] = defaultdict(dict)
         for row in [*terminal.rows, *live]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
-from ..store import supersede as tree
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from ..store import sweeper as store
 from ..store.db import Database
 from .retention import Retention
+from .retry import retry_aborted
 
 log = logging.getLogger("taskmill.sweeper")
 
@@ -32,17 +35,22 @@ class Sweeper:
             ("expired_leases", store.expire_leases),
             ("promoted", store.promote_scheduled),
             ("expired_ttl", store.expire_ttl),
-            ("unblocked", tree.unblock_stale),
         ):
             total = 0
             while True:
-                async with self.db.transaction() as conn:
-                    n = await step(conn, _BATCH)
+                n = await self._batch(step)
                 total += n
                 if n < _BATCH:
                     break
             counts[name] = total
         return counts
+
+    @retry_aborted
+    async def _batch(self, step: Callable[[AsyncConnection, int], Awaitable[int]]) -> int:
+        # A batch whose triggers release blocked tasks can deadlock with a submit that
+        # locks them in the other order; PostgreSQL aborts one, and it is simply re-run.
+        async with self.db.transaction() as conn:
+            return await step(conn, _BATCH)
 
     def start(self) -> None:
         """Start the background loop."""

@@ -14,8 +14,7 @@ from ..schemas.tags import (
     TagValue,
     TagValues,
 )
-from ..store import queries
-from ..store import supersede as tree
+from ..store import queries, tree
 from ..store.db import Database
 from .errors import InvalidInput
 from .retry import retry_aborted

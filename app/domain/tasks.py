@@ -19,12 +19,13 @@ from ..schemas.tasks import (
     TaskList,
     TaskSubmit,
 )
-from ..store import queries
-from ..store import supersede as tree
+from ..store import queries, tree
 from ..store import tasks as store
+from ..store.common import Row, dumps
 from ..store.db import Database
 from .access import require_children
 from .errors import (
+    Busy,
     DuplicateRejected,
     Forbidden,
     InvalidInput,
@@ -34,15 +35,18 @@ from .errors import (
     TooLarge,
 )
 from .ids import TASK_ID_RE, new_task_id, parse_lease_id
+from .lifecycle import UNSTARTED, Phase, Reason
 from .retry import retry_aborted
 from .views import task_view
 
 #: Filters of listing, aggregates and bulk cancel (the store's type, for the API layer).
 TaskFilter = queries.TaskFilter
 
-# A dedup conflict whose holder finished before we could read it is retried; under any
-# sane load one retry suffices, the bound only guards against a pathological livelock.
-_MAX_DEDUP_ROUNDS = 10
+# A dedup conflict whose holder finished before we could read it is tried again. Each
+# failed round means another submit of the key succeeded; supersedes queue on the key's
+# lock, so only skip and reject submits of a free key can make them lose a round. The
+# bound only turns a pathological livelock into a 503 the client retries.
+_MAX_DEDUP_ROUNDS = 100
 
 
 @dataclass(slots=True)
@@ -66,7 +70,7 @@ class TaskService:
         prepared = []
         for index, item in enumerate(items):
             where = f"tasks[{index}]." if batch else ""
-            payload_json = store.dumps(item.payload)
+            payload_json = dumps(item.payload)
             size = len(payload_json.encode())
             if size > self.settings.max_payload_bytes:
                 limit = self.settings.max_payload_bytes
@@ -122,7 +126,7 @@ class TaskService:
                     run = []
                 if p is not None:
                     results[p.index] = await self._supersede(conn, p)
-            await store.record_task_events(conn, "task.deduplicated", deduplicated)
+            await store.record_deduplicated(conn, deduplicated)
         return [results[i] for i in range(len(prepared))]
 
     @staticmethod
@@ -160,10 +164,14 @@ class TaskService:
                         f"{parent['id']}",
                     )
             if parent["status"] != "running":
+                # A worker that learns this way that its task was revoked must be told why
+                # (the SDK passes the reason to on_cancel).
                 raise ParentNotRunning(
                     f"task {parent['id']} is {parent['status']}: children are added by the "
                     "holder of its lease while it runs",
                     parent_status=parent["status"],
+                    cancel_reason=parent["cancel_reason"],
+                    superseded_by=parent["superseded_by"],
                 )
             tags = {**parent["tags"], **p.new.tags}
             if len(tags) > MAX_TAGS:
@@ -174,6 +182,15 @@ class TaskService:
                     detail=f"with the parent's tags the task would have {len(tags)} tags",
                 )
             p.new = replace(p.new, tags=tags)
+
+    @staticmethod
+    async def _create(conn: AsyncConnection, new: list[store.NewTask]) -> dict[str, Row]:
+        """Insert the tasks whose key is free; a keyed one is then blocked if its key's
+        older generation is still being cancelled (lifecycle: submit, block)."""
+        inserted = dict(await store.insert_tasks(conn, new))
+        keyed = [task_id for task_id, row in inserted.items() if row["dedup_key"] is not None]
+        inserted.update(await store.settle(conn, keyed))
+        return inserted
 
     async def _insert(
         self,
@@ -186,7 +203,7 @@ class TaskService:
         for _ in range(_MAX_DEDUP_ROUNDS):
             if not todo:
                 return
-            inserted = await store.insert_tasks(conn, [p.new for p in todo])
+            inserted = await self._create(conn, [p.new for p in todo])
             conflicts = [p for p in todo if p.new.id not in inserted]
             for p in todo:
                 if p.new.id in inserted:
@@ -209,47 +226,45 @@ class TaskService:
                     results[p.index] = BatchItemResult(
                         outcome="deduplicated", task=task_view(holder)
                     )
-        raise RuntimeError("dedup key kept changing hands; giving up")  # pragma: no cover
+        raise Busy("a dedup key kept changing hands; try again")
 
-    @staticmethod
-    async def _supersede(conn: AsyncConnection, p: _Pending) -> BatchItemResult:
+    async def _supersede(self, conn: AsyncConnection, p: _Pending) -> BatchItemResult:
         """Latest value wins: retire the key's live holder and put this task in its place.
 
-        A holder that never started (pending, scheduled, paused, blocked) is replaced in
-        place: same queue position, and a blocked one's replacement stays blocked on the
-        same predecessor. A running holder is revoked and the new task waits, blocked,
-        until the holder and all its descendants are terminal; a waiting holder ends at
-        once and the new task waits only for descendants still being cancelled.
+        Supersedes of one key queue on the key's lock, so each finds the holder the one
+        before left. The holder gets the lifecycle's cancel event (reason superseded): one
+        that never ran in this phase ends at once and the new task takes its queue position;
+        a running one is revoked; one whose execute phase ended awaits its cancel-phase
+        lease. The new task is blocked while anything of the key's older generations is
+        still being cancelled, descendants included (see store.tasks.settle).
         """
         new = p.new
+        await tree.lock_key(conn, new.type, new.dedup_key or "")
+        await tree.lock_predecessors(conn, new.type, new.dedup_key or "")
         for _ in range(_MAX_DEDUP_ROUNDS):
-            holder = await tree.retire_holder(conn, new.type, new.dedup_key or "", new.id)
+            holder = await tree.lock_holder(conn, new.type, new.dedup_key or "")
             if holder is None:
-                inserted = await store.insert_tasks(conn, [new])
+                inserted = await self._create(conn, [new])
                 if new.id in inserted:
                     return BatchItemResult(outcome="created", task=task_view(inserted[new.id]))
-                continue  # a concurrent submit took the key first: supersede that one
-            old = holder["old_status"]
-            if old in ("running", "waiting"):
-                replacement = replace(
-                    new, blocked_on=holder["id"], state_from=holder["id"], supersedes=holder["id"]
-                )
-            else:
-                replacement = replace(
-                    new,
-                    seq=holder["old_seq"],
-                    blocked_on=holder["old_blocked_on"] if old == "blocked" else None,
-                    state_from=holder["id"] if holder["old_started"] else holder["old_state_from"],
-                    supersedes=holder["id"],
-                )
-            inserted = await store.insert_tasks(conn, [replacement])
-            row = inserted[new.id]  # the key is ours: we retired its holder in this transaction
-            if old == "waiting" and await tree.unblock_for(conn, holder["id"]):
-                row = await store.get_task(conn, new.id) or row
+                continue  # a skip or reject submit took the free key first: supersede it
+            await tree.cancel(conn, [holder["id"]], Reason.SUPERSEDED, new.id)
+            unstarted = holder["status"] in UNSTARTED and holder["phase"] == Phase.EXECUTE
+            # The state handoff follows only predecessors that ran or hold state, so a long
+            # run of never-leased supersedes costs the lease nothing (store.leases).
+            may_hold_state = holder["has_state"] or holder["leased"] or not unstarted
+            replacement = replace(
+                new,
+                seq=holder["seq"] if unstarted else None,
+                state_from=holder["id"] if may_hold_state else holder["state_from"],
+                supersedes=holder["id"],
+            )
+            inserted = await self._create(conn, [replacement])
+            row = inserted[new.id]  # the key is ours: we retired its holder under its lock
             return BatchItemResult(
                 outcome="superseded", task=task_view(row), replaced_task_id=holder["id"]
             )
-        raise RuntimeError("dedup key kept changing hands; giving up")  # pragma: no cover
+        raise Busy("a dedup key kept changing hands; try again")
 
     async def submit(self, item: TaskSubmit, *, children_only: bool = False) -> SubmitResult:
         """Submit one task. Raises :class:`DuplicateRejected` for a rejected duplicate.
@@ -293,26 +308,29 @@ class TaskService:
     # -- reading --------------------------------------------------------------------
 
     @retry_aborted
-    async def cancel(self, task_id: str) -> Task:
-        """Cancel a task and its descendants: unleased ones end now, leased ones are revoked.
+    async def cancel(self, task_id: str, *, force: bool = False) -> Task:
+        """Cancel a task and its descendants: unleased ones end now, leased ones are revoked
+        (their workers run on_cancel), one whose execute phase ended runs its on_cancel in a
+        cancel-phase lease. ``force`` ends the task and every descendant at once instead.
 
-        Cancelling a task that is already cancelled or being cancelled changes nothing;
-        a task that finished otherwise answers :class:`TaskFinished`.
+        Cancelling a task that is already cancelled (or, without ``force``, being
+        cancelled) changes nothing; a task that finished otherwise answers
+        :class:`TaskFinished`.
         """
         if not TASK_ID_RE.match(task_id):
             raise NotFound(f"no task {task_id!r}")
         async with self.db.transaction() as conn:
-            row = (await tree.cancel(conn, [task_id])).get(task_id)
-            if row is None:
-                row = await store.get_task(conn, task_id)
-                if row is None:
-                    raise NotFound(f"no task {task_id!r}")
-                if row["status"] not in ("cancelled", "cancelling"):
-                    raise TaskFinished(
-                        f"task {task_id} is already {row['status']}", task_status=row["status"]
-                    )
+            if force:
+                changed = task_id in await tree.force(conn, task_id)
             else:
-                row = await store.get_task(conn, task_id) or row
+                changed = task_id in await tree.cancel(conn, [task_id])
+            row = await store.get_task(conn, task_id)
+            if row is None:
+                raise NotFound(f"no task {task_id!r}")
+            if not changed and row["status"] not in ("cancelled", "cancelling"):
+                raise TaskFinished(
+                    f"task {task_id} is already {row['status']}", task_status=row["status"]
+                )
         return task_view(row)
 
     async def get(self, task_id: str) -> Task:

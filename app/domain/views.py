@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..schemas.common import IO
-from ..schemas.leases import Lease, LeasedTask
+from ..schemas.leases import CancelDirective, Lease, LeasedTask
 from ..schemas.tasks import Children, LeaseInfo, Progress, RetryPolicy, Task
-from ..store.tasks import Row
+from ..store.common import Row
 from .ids import lease_id
 
 
@@ -72,12 +72,23 @@ def task_view(row: Row) -> Task:
     )
 
 
+def cancel_directive(row: Row) -> CancelDirective | None:
+    """The server's request to stop, for a revoked (cancelling) task; else None."""
+    if row["status"] != "cancelling":
+        return None
+    return CancelDirective(
+        reason="superseded" if row["cancel_reason"] == "superseded" else "cancelled",
+        superseded_by=row["superseded_by"],
+    )
+
+
 def lease_view(row: Row) -> Lease:
-    """A granted lease as the worker receives it."""
+    """A granted lease as the worker receives it (a cancel-phase one says why)."""
     return Lease(
         lease_id=lease_id(row["id"], str(row["lease_token"])),
         expires_at=row["lease_expires_at"],
         phase=row["phase"],
+        cancel=cancel_directive(row),
         task=LeasedTask(
             id=row["id"],
             type=row["type"],

@@ -66,7 +66,7 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
     for key, value in tags.items():
         if not TAG_KEY_RE.fullmatch(key):  # fullmatch: `$` would accept a trailing newline
             raise ValueError(f"tag key {key!r} must be 1-64 characters of [A-Za-z0-9_.:/-]")
-        if key.startswith(RESERVED_TAG_PREFIX):
+        if key.lower().startswith(RESERVED_TAG_PREFIX):  # Taskmill.x would spoof it too
             raise ValueError(f"tag key {key!r} is in the reserved 'taskmill.' namespace")
         if len(value) > MAX_TAG_VALUE:
             raise ValueError(f"tag {key!r}: value longer than {MAX_TAG_VALUE} characters")

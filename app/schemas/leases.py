@@ -40,12 +40,26 @@ class LeasedTask(BaseModel):
     previous_state: dict[str, Any] | None = None
 
 
+class CancelDirective(BaseModel):
+    """The server revoked the lease: run the on_cancel hook, then acknowledge."""
+
+    reason: Literal["superseded", "cancelled"]
+    superseded_by: str | None = None
+
+
 class Lease(BaseModel):
-    """One granted lease. ``lease_id`` is the fencing token for every later call."""
+    """One granted lease. ``lease_id`` is the fencing token for every later call.
+
+    ``phase`` says what to run: the handler (``execute``), its ``finalize`` hook once the
+    children it spawned ended, or its ``on_cancel`` hook (``cancel``: the task was
+    cancelled or superseded after its execute phase ended; ``cancel`` says why), then
+    acknowledge with ``POST /leases/{lease_id}/cancelled``.
+    """
 
     lease_id: str
     expires_at: datetime
-    phase: Literal["execute", "finalize"]
+    phase: Literal["execute", "finalize", "cancel"]
+    cancel: CancelDirective | None = None
     task: LeasedTask
 
 
@@ -61,13 +75,6 @@ class Heartbeat(Model):
     extend_seconds: float | None = Field(default=None, gt=0, le=3600)
     progress: Progress | None = None
     state: JsonObject | None = None
-
-
-class CancelDirective(BaseModel):
-    """The server revoked the lease: run the on_cancel hook, then acknowledge."""
-
-    reason: Literal["superseded", "cancelled"]
-    superseded_by: str | None = None
 
 
 class HeartbeatResult(BaseModel):

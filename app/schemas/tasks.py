@@ -72,6 +72,16 @@ class TaskSubmit(Model):
     )
 
 
+class CancelRequest(Model):
+    """Options of a cancel."""
+
+    force: StrictBool = Field(
+        default=False,
+        description="end the task and every descendant at once, without waiting for "
+        "workers to run on_cancel (an operator's way out of a stuck cancel)",
+    )
+
+
 class TaskBatchSubmit(Model):
     """Up to ``max_batch_size`` tasks applied in order in one transaction."""
 
@@ -121,7 +131,7 @@ class Task(BaseModel):
     run_after: datetime
     ttl_deadline: datetime | None
     parent_id: str | None
-    phase: Literal["execute", "finalize"]
+    phase: Literal["execute", "finalize", "cancel"]
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

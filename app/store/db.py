@@ -32,7 +32,14 @@ def plain_url(url: str) -> str:
 class Database:
     """A connection pool; use cases open one transaction per state change through it."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        cancel_grace_seconds: float = 60.0,
+    ) -> None:
         self.url = async_url(url)
         self.engine: AsyncEngine = create_async_engine(
             self.url,
@@ -43,7 +50,13 @@ class Database:
             # invalidates the whole pool, so clients see one error, not one per connection.
             pool_pre_ping=False,
             # Fail fast rather than hang when PostgreSQL is unreachable.
-            connect_args={"timeout": 10, "command_timeout": 60},
+            # The revoke grace is read by the database's own cancel function (cascades run
+            # in triggers, which cannot be handed a parameter): a setting of the session.
+            connect_args={
+                "timeout": 10,
+                "command_timeout": 60,
+                "server_settings": {"taskmill.cancel_grace_seconds": str(cancel_grace_seconds)},
+            },
         )
 
     @asynccontextmanager

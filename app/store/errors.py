@@ -13,6 +13,12 @@ class DedupConflict(StoreError):
     """A live task already holds this (type, dedup_key)."""
 
 
+class Invariant(StoreError):
+    """The database refused a change that would break the lifecycle's invariants (a fence,
+    a transition the table does not have, a lease where none may be). Always a bug in
+    the service: it is logged with PostgreSQL's message and answered 500."""
+
+
 class Unavailable(StoreError):
     """The database could not be reached or stopped answering."""
 
@@ -45,6 +51,8 @@ def translate(exc: DBAPIError) -> Exception:
         name = getattr(cause, "constraint_name", None)
         if name in _CONSTRAINTS:
             return _CONSTRAINTS[name](name)
+        if name is not None and name.startswith(("ex_tasks_", "ck_tasks_", "uq_tasks_leased")):
+            return Invariant(f"{name}: {cause}")
     if exc.connection_invalidated or isinstance(exc, InterfaceError | OperationalError):
         return Unavailable(str(exc.orig))
     state = str(getattr(cause, "sqlstate", None) or "")

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .tasks import Row
+from .common import Row
 
 _PROBE_SQL = text(
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .tasks import WORK_CHANNEL, Row
+from .common import WORK_CHANNEL, Row
 
 
 async def lock_group(conn: AsyncConnection, name: str) -> Row | None:

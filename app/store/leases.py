@@ -1,9 +1,11 @@
-"""Lease queries: claim, heartbeat, complete, fail, release, and the sweeper's expiry.
+"""Lease statements: claim, heartbeat, state, complete, fail, release, acknowledge a cancel.
 
-Every call is fenced: it names the task by primary key and must match the lease token
-and a live lease (``status`` running and ``lease_expires_at`` in the future by the
-*database's* clock). A call that matches nothing changes nothing; the caller then asks
-``lease_standing`` why, to answer 404/409/410.
+Every call on a lease is fenced: it names the task by primary key and must match the
+lease token and a live lease (``lease_expires_at`` in the future by the *database's*
+clock). A call that matches nothing changes nothing; the caller then asks
+``lease_standing`` why, to answer 404/409/410. Each status change is the lifecycle
+table's event of the same name (app/domain/lifecycle.py): its ``status =``, ``phase =``
+and announced events are written from the table.
 """
 
 from __future__ import annotations
@@ -15,8 +17,18 @@ from typing import Any
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .tables import LEASED_PREDICATE
-from .tasks import EVENT_DATA, REQUEUE_STATUS, WORK_CHANNEL, Row, dumps
+from ..domain.lifecycle import (
+    CANCEL_CLAIMABLE_PREDICATE,
+    CHILD_FAILED,
+    CHILDREN_LIVE,
+    LEASED_PREDICATE,
+    RETRY,
+    Event,
+    events_sql,
+    phase_sql,
+    status_sql,
+)
+from .common import Row, dumps, notify_once, outbox
 
 # Groups that may not receive a lease now: paused, or at their concurrency limit.
 # Evaluated once per claim (an InitPlan), so the claim stays an index scan on
@@ -28,8 +40,8 @@ _BLOCKED_GROUPS = f"""ARRAY(
     ))
 )"""
 
-_GRANT = """
-    UPDATE tasks t SET status = 'running',
+_GRANT = f"""
+    UPDATE tasks t SET status = {status_sql(Event.LEASE)},
         -- a finalize lease is the same attempt's second phase, not a new attempt
         attempt = t.attempt + CASE WHEN t.phase = 'execute' THEN 1 ELSE 0 END,
         lease_token = gen_random_uuid(), lease_worker = :worker, lease_seconds = :secs,
@@ -37,13 +49,28 @@ _GRANT = """
         started_at = coalesce(t.started_at, now()), updated_at = now()
 """
 
-_LEASED_EVENT = f"""
-    INSERT INTO events (event, task_id, type, group_name, tags, data)
-    SELECT 'task.leased', u.id, u.type, u.group_name, u.tags,
-        {EVENT_DATA.format(a="u")}
-        || jsonb_build_object('worker', u.lease_worker, 'phase', u.phase)
-    FROM upd u
+# A cancel-phase lease (lifecycle: lease, cancelling -> cancelling) runs the on_cancel of
+# a task whose execute phase had ended; like a revoked lease, it ends by the grace.
+_GRANT_CANCEL = """
+    UPDATE tasks t SET lease_token = gen_random_uuid(), lease_worker = :worker,
+        lease_seconds = :secs, cancel_deadline = now() + taskmill_cancel_grace(),
+        lease_expires_at = now() + least(make_interval(secs => :secs), taskmill_cancel_grace()),
+        updated_at = now()
 """
+
+_LEASED_EXTRA = "jsonb_build_object('worker', u.lease_worker)"
+
+# The newest non-empty state map up the chain of tasks this one replaced (SPEC §4: state
+# handoff). A supersede links only predecessors that ran or hold state, so the walk is short.
+_PREVIOUS_STATE = """LEFT JOIN LATERAL (
+    WITH RECURSIVE chain(state, state_from, depth) AS (
+        SELECT p.state, p.state_from, 1 FROM tasks p WHERE p.id = u.state_from
+        UNION ALL
+        SELECT q.state, q.state_from, c.depth + 1 FROM chain c JOIN tasks q ON q.id = c.state_from
+        WHERE (c.state IS NULL OR c.state = '{}'::jsonb) AND c.depth < 100
+    )
+    SELECT chain.state FROM chain WHERE chain.state <> '{}'::jsonb ORDER BY chain.depth LIMIT 1
+) ps ON u.state_from IS NOT NULL"""
 
 
 def _claim_sql(types: bool, groups: bool) -> TextClause:
@@ -52,13 +79,25 @@ def _claim_sql(types: bool, groups: bool) -> TextClause:
         filters += " AND c.type = ANY(CAST(:types AS text[]))"
     if groups:
         filters += " AND c.group_name = ANY(CAST(:groups AS text[]))"
-    # One statement, one round trip: pick candidates in lease order (SKIP LOCKED, so
-    # concurrent claimers on any replica take disjoint rows), grant at once those outside
-    # concurrency-limited groups, and hand back the limited ones still locked (their
-    # task columns NULL) for the caller to admit under the group's lock.
+    # One statement, one round trip. First the on_cancel runs waiting for a lease (they
+    # hold back a replacement; never held back by a group's pause or limit), then pending
+    # tasks in lease order (SKIP LOCKED, so concurrent claimers on any replica take
+    # disjoint rows): those outside concurrency-limited groups are granted at once, the
+    # limited ones handed back still locked (task columns NULL) for the caller to admit
+    # under the group's lock.
     return text(
         f"""
-WITH cand AS MATERIALIZED (
+WITH hook AS MATERIALIZED (
+    SELECT c.id FROM tasks c
+    WHERE c.{CANCEL_CLAIMABLE_PREDICATE}{filters}
+    ORDER BY c.priority, c.seq
+    LIMIT :n
+    FOR UPDATE OF c SKIP LOCKED
+), hooks AS (
+    {_GRANT_CANCEL}
+    FROM hook WHERE t.id = hook.id
+    RETURNING t.*
+), cand AS MATERIALIZED (
     SELECT c.id, c.group_name, c.priority, c.seq,
         (SELECT g.max_concurrency FROM groups g WHERE g.name = c.group_name) AS group_limit
     FROM tasks c
@@ -66,17 +105,21 @@ WITH cand AS MATERIALIZED (
       AND (c.ttl_deadline IS NULL OR c.started_at IS NOT NULL OR c.ttl_deadline > now())
       AND (c.group_name IS NULL OR c.group_name <> ALL({_BLOCKED_GROUPS}))
     ORDER BY c.priority, c.seq
-    LIMIT :n
+    LIMIT (:n - (SELECT count(*) FROM hook))
     FOR UPDATE OF c SKIP LOCKED
 ), upd AS (
     {_GRANT}
     FROM cand WHERE t.id = cand.id AND cand.group_limit IS NULL
     RETURNING t.*
-), ev AS ({_LEASED_EVENT})
-SELECT cand.id AS cand_id, cand.group_name AS cand_group, cand.group_limit,
-    u.*, p.state AS previous_state
-FROM cand LEFT JOIN upd u ON u.id = cand.id LEFT JOIN tasks p ON p.id = u.state_from
-ORDER BY cand.priority, cand.seq
+), granted AS (
+    SELECT * FROM hooks UNION ALL SELECT * FROM upd
+), ev AS ({outbox("granted", events_sql(Event.LEASE), _LEASED_EXTRA)})
+SELECT u.id AS cand_id, u.group_name AS cand_group, CAST(NULL AS int) AS group_limit,
+    u.*, CAST(NULL AS jsonb) AS previous_state
+FROM hooks u
+UNION ALL
+SELECT cand.id, cand.group_name, cand.group_limit, u.*, ps.state
+FROM cand LEFT JOIN upd u ON u.id = cand.id {_PREVIOUS_STATE}
 """
     )
 
@@ -101,7 +144,8 @@ async def claim(
     types: Sequence[str] | None,
     groups: Sequence[str] | None,
 ) -> Claim:
-    """Lease up to ``n`` pending tasks in priority, then enqueue order."""
+    """Lease up to ``n`` tasks: cancel-phase runs first, then pending tasks in priority,
+    then enqueue order."""
     params: dict[str, Any] = {"worker": worker, "n": n, "secs": lease_seconds}
     if types:
         params["types"] = list(types)
@@ -151,8 +195,8 @@ WITH upd AS (
     {_GRANT}
     WHERE t.id = ANY(CAST(:ids AS text[])) AND t.status = 'pending'
     RETURNING t.*
-), ev AS ({_LEASED_EVENT})
-SELECT u.*, p.state AS previous_state FROM upd u LEFT JOIN tasks p ON p.id = u.state_from
+), ev AS ({outbox("upd", events_sql(Event.LEASE), _LEASED_EXTRA)})
+SELECT u.*, ps.state AS previous_state FROM upd u {_PREVIOUS_STATE}
 ORDER BY u.priority, u.seq
 """
 )
@@ -176,40 +220,45 @@ async def grant(
 _HELD = "t.id = :id AND t.lease_token = CAST(:token AS uuid) AND t.lease_expires_at > now()"
 
 # A lease that ends frees a slot of its group's concurrency limit: wake the long polls
-# that may be waiting for it (``upd`` is the statement's updated rows).
+# that may be waiting for it.
 _SLOT_FREED = """EXISTS (SELECT 1 FROM groups g
-    WHERE g.name = upd.group_name AND g.max_concurrency IS NOT NULL)"""
+    WHERE g.name = u.group_name AND g.max_concurrency IS NOT NULL)"""
+
+_NOTIFY_LEASABLE = notify_once("upd", f"u.status = 'pending' OR {_SLOT_FREED}")
 
 
 async def lease_standing(conn: AsyncConnection, task_id: str) -> Row | None:
     """The task's lease columns, to explain why a fenced call matched nothing."""
     result = await conn.execute(
         text(
-            "SELECT id, status, CAST(lease_token AS text) AS lease_token,"
-            " lease_expires_at > now() AS unexpired FROM tasks WHERE id = :id"
+            "SELECT id, status, phase, cancel_reason, superseded_by,"
+            " CAST(lease_token AS text) AS lease_token,"
+            " coalesce(lease_expires_at > now(), false) AS unexpired FROM tasks WHERE id = :id"
         ),
         {"id": task_id},
     )
     return result.mappings().first()
 
 
+_PROGRESS_EXTRA = "jsonb_build_object('progress', u.progress)"
+
+# A revoked lease never outlives its cancel_deadline, whatever the heartbeats ask
+# (least() ignores the NULL deadline of a lease that was not revoked).
 _HEARTBEAT_SQL = text(
     f"""
 WITH upd AS (
     UPDATE tasks t SET
-        lease_expires_at = now() + make_interval(secs => coalesce(:extend, t.lease_seconds)),
+        lease_expires_at = least(
+            now() + make_interval(secs => coalesce(:extend, t.lease_seconds)), t.cancel_deadline),
         progress = coalesce(CAST(:progress AS jsonb), t.progress),
         state = CASE WHEN CAST(:has_state AS boolean) THEN CAST(:state AS jsonb)
                      ELSE t.state END,
         updated_at = now()
     WHERE {_HELD} AND t.{LEASED_PREDICATE}
     RETURNING t.*
-), ev AS (
-    INSERT INTO events (event, task_id, type, group_name, tags, data)
-    SELECT 'task.progress', u.id, u.type, u.group_name, u.tags,
-        {EVENT_DATA.format(a="u")} || jsonb_build_object('progress', u.progress)
-    FROM upd u WHERE CAST(:progress AS jsonb) IS NOT NULL
-)
+), progressed AS (
+    SELECT * FROM upd WHERE CAST(:progress AS jsonb) IS NOT NULL
+), ev AS ({outbox("progressed", "ARRAY['task.progress']", _PROGRESS_EXTRA)})
 SELECT * FROM upd
 """
 )
@@ -263,6 +312,13 @@ async def set_state(
     return result.mappings().first()
 
 
+_CHILD_FAILED_NOW = (
+    f"NOT ({CHILDREN_LIVE.sql.format(t='t')}) AND ({CHILD_FAILED.sql.format(t='t')})"
+)
+
+# Live children: the task waits for them (then finalizes); a fail_fast parent whose child
+# failed permanently fails instead; a task that spawned children always gets its finalize
+# lease, also when they all ended before it reported (lifecycle: complete).
 _COMPLETE_SQL = text(
     f"""
 WITH src AS (
@@ -272,22 +328,10 @@ WITH src AS (
         CAST(:act_rx AS bigint[]), CAST(:act_tx AS bigint[]))
         AS s(id, token, result, state, has_state, act_read, act_write, act_rx, act_tx)
 ), upd AS (
-    -- Live children: the task waits for them (then finalizes); a fail_fast parent whose
-    -- child failed permanently fails instead of completing. A task that spawned children
-    -- always gets its finalize lease, also when they all ended before it reported: the
-    -- finalize phase must not depend on who was faster.
     UPDATE tasks t SET
-        status = CASE WHEN t.children_live > 0 THEN 'waiting'
-                      WHEN t.fail_fast AND t.children_failed > 0 THEN 'failed'
-                      WHEN t.phase = 'execute' AND t.children_total > 0 THEN {REQUEUE_STATUS}
-                      ELSE 'completed' END,
-        phase = CASE WHEN t.children_live = 0 AND NOT (t.fail_fast AND t.children_failed > 0)
-                          AND t.children_total > 0 THEN 'finalize' ELSE t.phase END,
-        finished_at = CASE WHEN t.children_live > 0 OR (t.phase = 'execute'
-                               AND t.children_total > 0
-                               AND NOT (t.fail_fast AND t.children_failed > 0))
-                           THEN NULL ELSE now() END,
-        error = CASE WHEN t.children_live = 0 AND t.fail_fast AND t.children_failed > 0
+        status = {status_sql(Event.COMPLETE)},
+        phase = {phase_sql(Event.COMPLETE)},
+        error = CASE WHEN {_CHILD_FAILED_NOW}
                      THEN jsonb_build_object('message', 'a child task failed')
                      ELSE t.error END,
         updated_at = now(),
@@ -299,15 +343,8 @@ WITH src AS (
     WHERE t.id = s.id AND t.lease_token = s.token AND t.status = 'running'
       AND t.lease_expires_at > now()
     RETURNING t.*
-), ev AS (
-    INSERT INTO events (event, task_id, type, group_name, tags, data)
-    SELECT CASE WHEN u.status IN ('pending', 'paused') THEN 'task.finalizing'
-                ELSE 'task.' || u.status END,
-        u.id, u.type, u.group_name, u.tags, {EVENT_DATA.format(a="u")}
-    FROM upd u
-)
-SELECT upd.*, (SELECT 1 FROM (SELECT pg_notify('{WORK_CHANNEL}', '') FROM upd
-    WHERE upd.status = 'pending' OR {_SLOT_FREED}) n LIMIT 1) AS notified
+), ev AS ({outbox("upd", events_sql(Event.COMPLETE))})
+SELECT upd.*, {_NOTIFY_LEASABLE} AS notified
 FROM upd
 """
 )
@@ -354,35 +391,30 @@ _RETRY_DELAY = """coalesce(CAST(:retry_after AS float8),
                     t.backoff_base_seconds * power(2, greatest(t.attempt - 1, 0)))
     END * (0.5 + random() / 2))"""
 
+_RETRY_AT = "now() + make_interval(secs => d.delay)"
+
 _FAIL_SQL = text(
     f"""
 WITH d AS (
-    SELECT t.id, (CAST(:retryable AS boolean) AND t.attempt < t.max_attempts) AS retry,
-        {_RETRY_DELAY} AS delay
+    SELECT t.id, {_RETRY_DELAY} AS delay
     FROM tasks t WHERE {_HELD} AND t.status = 'running'
     FOR UPDATE
 ), upd AS (
     UPDATE tasks t SET
-        status = CASE WHEN NOT d.retry THEN 'failed'
-                      WHEN d.delay > 0 THEN 'scheduled'
-                      ELSE {REQUEUE_STATUS} END,
-        run_after = CASE WHEN d.retry THEN now() + make_interval(secs => d.delay)
-                         ELSE t.run_after END,
-        finished_at = CASE WHEN d.retry THEN NULL ELSE now() END,
-        error = CAST(:error AS jsonb), updated_at = now(),
-        lease_expires_at = NULL
+        status = {status_sql(Event.FAIL, run_after=_RETRY_AT)},
+        run_after = CASE WHEN {RETRY.sql.format(t="t")} THEN {_RETRY_AT} ELSE t.run_after END,
+        error = CAST(:error AS jsonb), updated_at = now()
     FROM d WHERE t.id = d.id
-    RETURNING t.*, d.retry, d.delay
-), ev AS (
-    INSERT INTO events (event, task_id, type, group_name, tags, data)
-    SELECT CASE WHEN u.retry THEN 'task.retrying' ELSE 'task.failed' END,
-        u.id, u.type, u.group_name, u.tags,
-        {EVENT_DATA.format(a="u")} || jsonb_build_object('error', u.error,
-            'run_after', CASE WHEN u.retry THEN u.run_after END)
-    FROM upd u
-)
-SELECT upd.*, (SELECT 1 FROM (SELECT pg_notify('{WORK_CHANNEL}', '') FROM upd
-    WHERE upd.status = 'pending' OR {_SLOT_FREED}) n LIMIT 1) AS notified
+    RETURNING t.*
+), ev AS ({
+        outbox(
+            "upd",
+            events_sql(Event.FAIL),
+            "jsonb_build_object('error', u.error) || CASE WHEN u.status = 'failed'"
+            " THEN '{}'::jsonb ELSE jsonb_build_object('run_after', u.run_after) END",
+        )
+    })
+SELECT upd.*, {_NOTIFY_LEASABLE} AS notified
 FROM upd
 """
 )
@@ -397,7 +429,7 @@ async def fail(
     retryable: bool,
     retry_after_seconds: float | None,
 ) -> Row | None:
-    """Record a failure: retry later (scheduled) while attempts remain, else ``failed``."""
+    """Record a failure: retry later while attempts remain, else ``failed``."""
     result = await conn.execute(
         _FAIL_SQL,
         {
@@ -414,19 +446,14 @@ async def fail(
 _RELEASE_SQL = text(
     f"""
 WITH upd AS (
-    UPDATE tasks t SET status = {REQUEUE_STATUS},
+    UPDATE tasks t SET status = {status_sql(Event.RELEASE)},
         attempt = greatest(t.attempt - CASE WHEN t.phase = 'execute' THEN 1 ELSE 0 END, 0),
-        lease_expires_at = NULL, updated_at = now(),
+        updated_at = now(),
         started_at = CASE WHEN t.attempt <= 1 THEN NULL ELSE t.started_at END
     WHERE {_HELD} AND t.status = 'running'
     RETURNING t.*
-), ev AS (
-    INSERT INTO events (event, task_id, type, group_name, tags, data)
-    SELECT 'task.released', u.id, u.type, u.group_name, u.tags, {EVENT_DATA.format(a="u")}
-    FROM upd u
-)
-SELECT upd.*, (SELECT 1 FROM (SELECT pg_notify('{WORK_CHANNEL}', '') FROM upd
-    WHERE upd.status = 'pending') n LIMIT 1) AS notified
+), ev AS ({outbox("upd", events_sql(Event.RELEASE))})
+SELECT upd.*, {notify_once("upd", "u.status = 'pending'")} AS notified
 FROM upd
 """
 )
@@ -435,4 +462,30 @@ FROM upd
 async def release(conn: AsyncConnection, task_id: str, token: str) -> Row | None:
     """Give a lease back unfinished: the task is leasable again, the attempt not counted."""
     result = await conn.execute(_RELEASE_SQL, {"id": task_id, "token": token})
+    return result.mappings().first()
+
+
+_ACK_SQL = text(
+    f"""
+WITH upd AS (
+    UPDATE tasks t SET status = {status_sql(Event.ACK)}, updated_at = now()
+    WHERE t.id = :id AND t.lease_token = CAST(:token AS uuid) AND t.{LEASED_PREDICATE}
+      AND t.status = 'cancelling'
+    RETURNING t.*
+), ev AS ({
+        outbox(
+            "upd",
+            events_sql(Event.ACK),
+            "jsonb_strip_nulls(jsonb_build_object('superseded_by', u.superseded_by,"
+            " 'reason', u.cancel_reason, 'acknowledged', true))",
+        )
+    })
+SELECT upd.*, {notify_once("upd", _SLOT_FREED)} AS notified FROM upd
+"""
+)
+
+
+async def acknowledge_cancel(conn: AsyncConnection, task_id: str, token: str) -> Row | None:
+    """The worker ran on_cancel: the revoked task becomes terminal."""
+    result = await conn.execute(_ACK_SQL, {"id": task_id, "token": token})
     return result.mappings().first()

@@ -9,8 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from .common import WORK_CHANNEL
 from .db import plain_url
-from .tasks import WORK_CHANNEL
 
 log = logging.getLogger("taskmill.notify")
 

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .tables import LIVE_PREDICATE
-from .tasks import Row
+from ..domain.lifecycle import LIVE_PREDICATE
+from .common import Row
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .tables import TERMINAL_PREDICATE
+from ..domain.lifecycle import TERMINAL_PREDICATE
 
 # A terminal task is kept while its parent is still live (the parent's finalize may want
 # it) or while a blocked task waits on it. Its events go with it.

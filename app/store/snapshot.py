@@ -10,11 +10,9 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .tables import LIVE_STATUSES, TERMINAL_STATUSES, TRANSITIONAL_STATUSES, _in
-from .tasks import Row
-
-_NOT_TERMINAL = _in("status", LIVE_STATUSES + TRANSITIONAL_STATUSES)
-_TERMINAL = _in("status", TERMINAL_STATUSES)
+from ..domain.lifecycle import NOT_TERMINAL_PREDICATE as _NOT_TERMINAL
+from ..domain.lifecycle import TERMINAL_PREDICATE as _TERMINAL
+from .common import Row
 
 
 def _counts_sql(where: str) -> str:

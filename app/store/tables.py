@@ -3,6 +3,10 @@
 Alembic migrations create exactly this (a test compares them). Terminal tasks stay in
 ``tasks``: every hot index is partial on the live statuses, so finished rows cost the
 claim path nothing (see the README's design section for the measurement).
+
+The constraints make impossible states fail loudly: the lifecycle's statuses and phases
+(``app/domain/lifecycle.py``), leases only on running and cancelling tasks, and the fence:
+at most one generation of a dedup key holds leases at any moment.
 """
 
 from __future__ import annotations
@@ -20,25 +24,22 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    literal_column,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID, ExcludeConstraint
 
-LIVE_STATUSES = ("pending", "scheduled", "blocked", "running", "waiting", "paused")
-TRANSITIONAL_STATUSES = ("cancelling",)
-TERMINAL_STATUSES = ("completed", "failed", "cancelled", "superseded", "expired")
-ALL_STATUSES = LIVE_STATUSES + TRANSITIONAL_STATUSES + TERMINAL_STATUSES
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
-# Predicates shared by index definitions and the queries that must match them.
-LIVE_PREDICATE = _in("status", LIVE_STATUSES)
-TERMINAL_PREDICATE = _in("status", TERMINAL_STATUSES)
-LEASED_PREDICATE = _in("status", ("running", "cancelling"))
-UNSTARTED_PREDICATE = _in("status", ("pending", "scheduled", "paused", "blocked"))
+from ..domain.lifecycle import (
+    ALL,
+    CANCEL_CLAIMABLE_PREDICATE,
+    LEASED_PREDICATE,
+    LIVE_PREDICATE,
+    TERMINAL_PREDICATE,
+    UNSTARTED_PREDICATE,
+    Phase,
+    Reason,
+    sql_in,
+)
 
 metadata = MetaData(
     naming_convention={
@@ -106,14 +107,59 @@ tasks = Table(
     Column("blocked_on", Text),
     # The task whose state map this one's lease receives as previous_state (§6).
     Column("state_from", Text),
-    # Children counters, kept by triggers (see migration 0002) on every status change.
+    # The fence: every task of a tree whose outermost keyed task is K carries K's
+    # "<type>/<dedup key>" and K's id (its generation). See ex_tasks_fence.
+    Column("fence_key", Text),
+    Column("fence_gen", Text),
+    # A revoked lease (and a cancel-phase lease) ends by this instant whatever heartbeats say.
+    Column("cancel_deadline", TS),
+    # Children counters, kept by triggers (app/store/sql/) on every status change.
     Column("children_total", Integer, nullable=False, server_default=text("0")),
     Column("children_live", Integer, nullable=False, server_default=text("0")),
     Column("children_completed", Integer, nullable=False, server_default=text("0")),
     Column("children_failed", Integer, nullable=False, server_default=text("0")),
-    CheckConstraint(_in("status", ALL_STATUSES), name="status"),
+    CheckConstraint(sql_in("status", ALL), name="status"),
     CheckConstraint("priority BETWEEN 0 AND 255", name="priority"),
-    CheckConstraint("phase IN ('execute', 'finalize')", name="phase"),
+    CheckConstraint(sql_in("phase", Phase), name="phase"),
+    CheckConstraint(sql_in("cancel_reason", Reason), name="cancel_reason"),
+    # A lease exists only on a running or cancelling task, and every running task has one.
+    CheckConstraint(
+        "(lease_expires_at IS NULL OR status IN ('running', 'cancelling'))"
+        " AND (status <> 'running' OR lease_expires_at IS NOT NULL)",
+        name="lease",
+    ),
+    # A cancelling task knows why; unleased, it awaits its cancel-phase lease.
+    CheckConstraint(
+        "status <> 'cancelling' OR (cancel_reason IS NOT NULL"
+        " AND (lease_expires_at IS NOT NULL OR phase = 'cancel'))",
+        name="cancelling",
+    ),
+    CheckConstraint(
+        f"phase <> 'cancel' OR {sql_in('status', {'cancelling', 'cancelled', 'superseded'})}",
+        name="cancel_phase",
+    ),
+    CheckConstraint(f"(finished_at IS NOT NULL) = ({TERMINAL_PREDICATE})", name="finished"),
+    CheckConstraint("status <> 'blocked' OR blocked_on IS NOT NULL", name="blocked"),
+    CheckConstraint("(fence_key IS NULL) = (fence_gen IS NULL)", name="fence"),
+    CheckConstraint(
+        "children_live >= 0 AND children_completed >= 0 AND children_failed >= 0"
+        " AND children_live + children_completed + children_failed <= children_total",
+        name="children",
+    ),
+    # The central promise, kept by the database whatever a code path does: no two
+    # generations of one dedup key hold leases at once. A lease for a task of another
+    # generation than the leased ones of its key (descendants included) is refused.
+    # "Same key, other generation" needs = and <> in one GiST index; text has no GiST
+    # operator class without btree_gist, which the embedded server lacks, but inet's
+    # built-in one has both: taskmill_fence_ip() writes a 128-bit hash of the text as an
+    # IPv6 address (app/store/sql/0005_lifecycle.sql).
+    ExcludeConstraint(
+        (literal_column("(taskmill_fence_ip(fence_key)) inet_ops"), "="),
+        (literal_column("(taskmill_fence_ip(fence_gen)) inet_ops"), "<>"),
+        using="gist",
+        where=text(f"fence_key IS NOT NULL AND {LEASED_PREDICATE}"),
+        name="ex_tasks_fence",
+    ),
 )
 
 # The claim index: only leasable rows, in lease order (priority, then enqueue order).
@@ -131,7 +177,23 @@ Index(
     unique=True,
     postgresql_where=text(f"dedup_key IS NOT NULL AND {LIVE_PREDICATE}"),
 )
+# One leased task per dedup key also inside a tree (the fence covers roots; this, keys
+# of children too).
+Index(
+    "uq_tasks_leased_key",
+    tasks.c.type,
+    tasks.c.dedup_key,
+    unique=True,
+    postgresql_where=text(f"dedup_key IS NOT NULL AND {LEASED_PREDICATE}"),
+)
 Index("ix_tasks_lease_expiry", tasks.c.lease_expires_at, postgresql_where=text(LEASED_PREDICATE))
+# Cancelled tasks whose on_cancel awaits a lease (phase cancel): claimed before pending work.
+Index(
+    "ix_tasks_claim_cancel",
+    tasks.c.priority,
+    tasks.c.seq,
+    postgresql_where=text(CANCEL_CLAIMABLE_PREDICATE),
+)
 Index("ix_tasks_scheduled", tasks.c.run_after, postgresql_where=text("status = 'scheduled'"))
 Index(
     "ix_tasks_ttl",
@@ -149,12 +211,23 @@ Index(
 )
 Index("ix_tasks_parent", tasks.c.parent_id, postgresql_where=text("parent_id IS NOT NULL"))
 Index("ix_tasks_blocked_on", tasks.c.blocked_on, postgresql_where=text("status = 'blocked'"))
-# A new holder of a dedup key whose previous holder is still being cancelled waits for it.
+# A blocked task waits for the cancelling tasks of its key's other generations, and of its
+# own key: found by these two when it is submitted, and when one of them ends.
 Index(
     "ix_tasks_cancelling_key",
     tasks.c.type,
     tasks.c.dedup_key,
     postgresql_where=text("dedup_key IS NOT NULL AND status = 'cancelling'"),
+)
+Index(
+    "ix_tasks_cancelling_fence",
+    tasks.c.fence_key,
+    postgresql_where=text("fence_key IS NOT NULL AND status = 'cancelling'"),
+)
+Index(
+    "ix_tasks_blocked_fence",
+    tasks.c.fence_key,
+    postgresql_where=text("fence_key IS NOT NULL AND status = 'blocked'"),
 )
 # Tag queries: containment (tags @> '{"k": "v"}') through GIN; jsonb_path_ops indexes
 # key/value pairs as one hash each, smaller and faster than the default opclass for @>.

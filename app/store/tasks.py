@@ -1,44 +1,23 @@
-"""Task queries: submit, read, list.
+"""Submitting and reading tasks.
 
-The hot paths are hand-written SQL with bound parameters: each state change is one
-statement whose data-modifying CTEs also write the outbox event and send the NOTIFY,
-so a change costs one round trip and can never be seen without its event.
+A submit is one INSERT for a whole batch. A keyed task then needs a second statement: is
+its key's older generation still being cancelled? That question must be asked *after*
+the INSERT, in a statement of its own, because the INSERT may have waited on the unique
+index for a concurrent cancel of the key's holder to commit, and its snapshot predates
+that cancel (it would see the holder running and miss that it is now cancelling).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import RowMapping, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .tables import LIVE_PREDICATE
-
-#: A result row, addressed by column name.
-Row = RowMapping
-
-#: LISTEN/NOTIFY channel that wakes long-polling lease requests on every replica.
-WORK_CHANNEL = "taskmill_work"
-
-#: The status a task takes when it becomes leasable again: paused if its group is.
-REQUEUE_STATUS = (
-    "CASE WHEN EXISTS (SELECT 1 FROM groups g WHERE g.name = t.group_name AND g.paused)"
-    " THEN 'paused' ELSE 'pending' END"
-)
-
-#: Event payload common to every task-level event (SPEC §11): the change's own fields.
-EVENT_DATA = (
-    "jsonb_build_object('status', {a}.status, 'attempt', {a}.attempt, 'priority', {a}.priority)"
-)
-
-
-def dumps(value: Any) -> str:
-    """JSON text for a jsonb parameter (compact, NUL-free input is checked upstream)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+from ..domain.lifecycle import BLOCKER_SQL, LIVE_PREDICATE
+from .common import Row, dumps, notify_once, outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,19 +41,23 @@ class NewTask:
     ttl_seconds: float | None
     parent_id: str | None
     fail_fast: bool
-    # Set only for a task that replaces a superseded one (see store.supersede).
+    # Set only for a task that replaces a superseded one (see domain.tasks).
     seq: int | None = None
-    blocked_on: str | None = None
     state_from: str | None = None
     supersedes: str | None = None
 
 
+_CREATED_EXTRA = (
+    "jsonb_strip_nulls(jsonb_build_object('supersedes', u.supersedes,"
+    " 'parent_id', u.parent_id, 'blocked_on', u.blocked_on))"
+)
+
 # One statement for a whole batch: lock the groups involved (FOR SHARE, so a concurrent
 # pause either sees these rows or is seen by them), insert in input order, skip rows whose
 # dedup key is held (the partial unique index decides, also against rows inserted earlier
-# in this same statement), write a task.created event per inserted row and NOTIFY once.
-# A task whose key's previous holder is still being cancelled (a worker is running its
-# on_cancel hook) is inserted blocked on it: never two leased tasks for one key.
+# in this same statement). A child joins its parent's fence; a keyed root starts one.
+# Unkeyed rows are final here: their event and NOTIFY go out now. Keyed rows get theirs
+# from the second statement (_SETTLE_SQL), once their status is known.
 _INSERT_SQL = text(
     f"""
 WITH grp AS (
@@ -91,33 +74,31 @@ WITH grp AS (
         CAST(:bases AS float8[]), CAST(:maxes AS float8[]),
         CAST(:run_afters AS timestamptz[]), CAST(:ttls AS float8[]),
         CAST(:parent_ids AS text[]), CAST(:fail_fasts AS boolean[]),
-        CAST(:seqs AS bigint[]), CAST(:blocked_ons AS text[]),
-        CAST(:state_froms AS text[]), CAST(:supersedes AS text[])
+        CAST(:seqs AS bigint[]), CAST(:state_froms AS text[]), CAST(:supersedes AS text[])
     ) WITH ORDINALITY AS u(id, type, priority, payload, dedup_key, group_name, label, tags,
         exp_read, exp_write, exp_rx, exp_tx, max_attempts, backoff, base, max, run_after,
-        ttl, parent_id, fail_fast, seq, blocked_on, state_from, supersedes, ord)
+        ttl, parent_id, fail_fast, seq, state_from, supersedes, ord)
 ), ins AS (
     INSERT INTO tasks AS t (id, type, status, priority, payload, dedup_key, group_name, label,
         tags, exp_read_bytes, exp_write_bytes, exp_net_rx_bytes, exp_net_tx_bytes,
         max_attempts, backoff, backoff_base_seconds, backoff_max_seconds, run_after,
-        ttl_deadline, parent_id, fail_fast, seq, blocked_on, state_from, supersedes)
+        ttl_deadline, parent_id, fail_fast, seq, state_from, supersedes, fence_key, fence_gen)
     SELECT u.id, u.type,
-        CASE WHEN coalesce(u.blocked_on, pred.id) IS NOT NULL THEN 'blocked'
-             WHEN u.run_after > now() THEN 'scheduled'
+        -- lifecycle: submit -> requeue (scheduled, paused with its group, else pending)
+        CASE WHEN u.run_after > now() THEN 'scheduled'
              WHEN coalesce(g.paused, false) THEN 'paused'
              ELSE 'pending' END,
         u.priority, CAST(u.payload AS jsonb), u.dedup_key, u.group_name, u.label,
         CAST(u.tags AS jsonb), u.exp_read, u.exp_write, u.exp_rx, u.exp_tx,
         u.max_attempts, u.backoff, u.base, u.max, coalesce(u.run_after, now()),
         now() + make_interval(secs => u.ttl), u.parent_id, u.fail_fast,
-        coalesce(u.seq, nextval('task_seq')), coalesce(u.blocked_on, pred.id),
-        coalesce(u.state_from, pred.id), u.supersedes
+        coalesce(u.seq, nextval('task_seq')), u.state_from, u.supersedes,
+        coalesce(p.fence_key, CASE WHEN u.dedup_key IS NOT NULL
+                                   THEN u.type || '/' || u.dedup_key END),
+        CASE WHEN p.fence_key IS NOT NULL THEN p.fence_gen
+             WHEN u.dedup_key IS NOT NULL THEN u.id END
     FROM src u LEFT JOIN grp g ON g.name = u.group_name
-    LEFT JOIN LATERAL (
-        SELECT c.id FROM tasks c
-        WHERE c.type = u.type AND c.dedup_key = u.dedup_key AND c.status = 'cancelling'
-        LIMIT 1
-    ) pred ON u.dedup_key IS NOT NULL
+    LEFT JOIN tasks p ON p.id = u.parent_id
     ORDER BY u.ord
     ON CONFLICT (type, dedup_key) WHERE dedup_key IS NOT NULL AND {LIVE_PREDICATE} DO NOTHING
     RETURNING t.*
@@ -126,23 +107,20 @@ WITH grp AS (
     SELECT DISTINCT k FROM ins, jsonb_object_keys(ins.tags) AS k
     ORDER BY k  -- a fixed order: two batches adding the same new keys never deadlock
     ON CONFLICT DO NOTHING
-), ev AS (
-    INSERT INTO events (event, task_id, type, group_name, tags, data)
-    SELECT 'task.created', i.id, i.type, i.group_name, i.tags, {EVENT_DATA.format(a="i")}
-        || jsonb_strip_nulls(jsonb_build_object('supersedes', i.supersedes,
-            'parent_id', i.parent_id, 'blocked_on', i.blocked_on))
-    FROM ins i
-)
-SELECT ins.*,
-    (SELECT 1 FROM (SELECT pg_notify('{WORK_CHANNEL}', '') FROM ins
-        WHERE ins.status = 'pending' LIMIT 1) n) AS notified
+), final AS (
+    SELECT * FROM ins WHERE dedup_key IS NULL
+), ev AS ({outbox("final", "ARRAY['task.created']", _CREATED_EXTRA)})
+SELECT ins.*, {notify_once("final", "u.status = 'pending'")} AS notified
 FROM ins
 """
 )
 
 
 async def insert_tasks(conn: AsyncConnection, new: Sequence[NewTask]) -> dict[str, Row]:
-    """Insert the tasks whose dedup key is free; return the inserted rows by id."""
+    """Insert the tasks whose dedup key is free; return the inserted rows by id.
+
+    Keyed rows must then go through :func:`settle` in the same transaction.
+    """
     params = {
         "group_names": sorted({t.group_name for t in new if t.group_name}),
         "ids": [t.id for t in new],
@@ -166,11 +144,53 @@ async def insert_tasks(conn: AsyncConnection, new: Sequence[NewTask]) -> dict[st
         "parent_ids": [t.parent_id for t in new],
         "fail_fasts": [t.fail_fast for t in new],
         "seqs": [t.seq for t in new],
-        "blocked_ons": [t.blocked_on for t in new],
         "state_froms": [t.state_from for t in new],
         "supersedes": [t.supersedes for t in new],
     }
     result = await conn.execute(_INSERT_SQL, params)
+    return {row["id"]: row for row in result.mappings()}
+
+
+# The second statement of a keyed submit (lifecycle: block). Its snapshot is fresh, so it
+# sees any cancel the INSERT waited for. The cancelling blockers it finds are locked FOR
+# SHARE: a transaction ending one of them either committed before (then it is no blocker:
+# the lock's re-check sees it over) or waits for this one to commit, and then finds this
+# task blocked and releases it (app/store/sql: taskmill_unblock). The task waits on the
+# root of the older generation (or on the cancelling task of its own key).
+_SETTLE_SQL = text(
+    f"""
+WITH b AS (
+    SELECT * FROM tasks WHERE id = ANY(CAST(:ids AS text[]))
+), pred AS MATERIALIZED (
+    SELECT b.id AS bid,
+        CASE WHEN o.fence_key = b.fence_key AND o.fence_gen <> b.fence_gen
+             THEN o.fence_gen ELSE o.id END AS waits_on
+    FROM b JOIN tasks o ON {BLOCKER_SQL.format(o="o", t="b")}
+    FOR SHARE OF o
+), firsts AS (
+    SELECT bid, min(waits_on) AS waits_on FROM pred GROUP BY bid
+), upd AS (
+    UPDATE tasks t SET status = 'blocked', blocked_on = f.waits_on,
+        state_from = coalesce(t.state_from, f.waits_on), updated_at = now()
+    FROM firsts f WHERE t.id = f.bid
+    RETURNING t.*
+), final AS (
+    SELECT b.id, b.type, b.group_name, b.tags, b.attempt, b.priority, b.phase, b.supersedes,
+        b.parent_id, coalesce(upd.status, b.status) AS status, upd.blocked_on
+    FROM b LEFT JOIN upd ON upd.id = b.id
+), ev AS ({outbox("final", "ARRAY['task.created']", _CREATED_EXTRA)})
+SELECT upd.*, {notify_once("final", "u.status = 'pending'")} AS notified
+FROM upd
+"""
+)
+
+
+async def settle(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, Row]:
+    """Block the just-inserted keyed tasks whose key's older generation is still being
+    cancelled; announce all of them. Returns the rows that were blocked, by id."""
+    if not ids:
+        return {}
+    result = await conn.execute(_SETTLE_SQL, {"ids": list(ids)})
     return {row["id"]: row for row in result.mappings()}
 
 
@@ -196,19 +216,18 @@ async def live_holders(
     return {(row["type"], row["dedup_key"]): row for row in result.mappings()}
 
 
-_EVENTS_SQL = text(
+_DEDUPLICATED_SQL = text(
     f"""
-INSERT INTO events (event, task_id, type, group_name, tags, data)
-SELECT CAST(:event AS text), t.id, t.type, t.group_name, t.tags, {EVENT_DATA.format(a="t")}
-FROM tasks t WHERE t.id = ANY(CAST(:ids AS text[]))
+WITH d AS (SELECT * FROM tasks WHERE id = ANY(CAST(:ids AS text[])))
+{outbox("d", "ARRAY['task.deduplicated']")}
 """
 )
 
 
-async def record_task_events(conn: AsyncConnection, event: str, task_ids: Sequence[str]) -> None:
-    """Write one ``event`` per task (for changes that are not themselves an UPDATE)."""
+async def record_deduplicated(conn: AsyncConnection, task_ids: Sequence[str]) -> None:
+    """A ``task.deduplicated`` event per holder that answered a skipped duplicate."""
     if task_ids:
-        await conn.execute(_EVENTS_SQL, {"event": event, "ids": list(task_ids)})
+        await conn.execute(_DEDUPLICATED_SQL, {"ids": list(task_ids)})
 
 
 async def get_task(conn: AsyncConnection, task_id: str) -> Row | None:

@@ -102,19 +102,33 @@ async def test_supersede_cascades_to_every_depth(client: httpx.AsyncClient) -> N
 
     new = await client.post("/tasks", json={**key, "on_duplicate": "supersede"})
     replacement = new.json()["task"]
-    assert (await get_task(client, root["id"]))["status"] == "superseded"
+    # The waiting root is cancelled, not ended: its own on_cancel is still to run.
+    old = await get_task(client, root["id"])
+    assert (old["status"], old["phase"], old["cancel_reason"]) == (
+        "cancelling",
+        "cancel",
+        "superseded",
+    )
     assert (await get_task(client, pending_child["id"]))["status"] == "cancelled"
     assert (await get_task(client, child["id"]))["status"] == "cancelling"
     assert (await get_task(client, grandchild["id"]))["status"] == "cancelling"
     assert replacement["status"] == "blocked"
+    assert replacement["blocked_on"] == root["id"]
 
-    # The replacement waits for every descendant's on_cancel acknowledgement.
+    # The replacement waits for every descendant's on_cancel acknowledgement, then for
+    # the root's own, which runs only once its children are over.
     for grant in (g, c):
         hb = await client.post(f"/leases/{grant['lease_id']}/heartbeat", json={})
         assert hb.json()["cancel"]["reason"] == "cancelled"
     await client.post(f"/leases/{g['lease_id']}/cancelled")
-    assert (await get_task(client, replacement["id"]))["status"] == "blocked"
+    assert await lease(client, types=["upload"]) == []
     await client.post(f"/leases/{c['lease_id']}/cancelled")
+    assert (await get_task(client, replacement["id"]))["status"] == "blocked"
+    (hook,) = await lease(client, types=["upload"])
+    assert (hook["task"]["id"], hook["phase"]) == (root["id"], "cancel")
+    assert hook["cancel"] == {"reason": "superseded", "superseded_by": replacement["id"]}
+    assert (await client.post(f"/leases/{hook['lease_id']}/cancelled")).status_code == 200
+    assert (await get_task(client, root["id"]))["status"] == "superseded"
     assert (await get_task(client, replacement["id"]))["status"] == "pending"
     (again,) = await lease(client, types=["upload"])
     assert again["task"]["id"] == replacement["id"]

@@ -91,10 +91,13 @@ async def test_exponential_backoff_doubles_within_jitter_and_is_capped(
         "task.created",
         "task.leased",
         "task.retrying",
+        "task.due",
         "task.leased",
         "task.retrying",
+        "task.due",
         "task.leased",
         "task.retrying",
+        "task.due",
         "task.leased",
         "task.failed",
     ]
@@ -177,6 +180,7 @@ async def test_retry_after_seconds_is_honoured(client: httpx.AsyncClient, db_url
         "task.created",
         "task.leased",
         "task.retrying",
+        "task.due",
         "task.leased",
     ]
 

@@ -233,11 +233,17 @@ async def test_supersede_racing_a_childs_completion(make_server: ServerFactory) 
         else:
             assert done.status_code == 200, done.text
         new = replace.json()["task"]
+        # Whichever came first (the child's completion making the parent pending for its
+        # finalize, or the supersede finding it waiting), the parent's execute phase had
+        # ended: its on_cancel runs first, in a lease of its own, then the replacement.
+        hooks = await eventually(
+            lambda: lease(b.client, types=[TYPE]), lambda got: len(got) == 1, timeout=10
+        )
+        assert (hooks[0]["task"]["id"], hooks[0]["phase"]) == (parent["task"]["id"], "cancel")
+        assert (await b.client.post(f"/leases/{hooks[0]['lease_id']}/cancelled")).is_success
         leases = await eventually(
             lambda: lease(b.client, types=[TYPE]), lambda got: len(got) == 1, timeout=10
         )
-        # Whichever came first (the child's completion making the parent pending for its
-        # finalize, or the supersede finding it waiting), the replacement is what runs.
         assert leases[0]["task"]["id"] == new["id"]
         assert leases[0]["phase"] == "execute"
         assert (await get_task(a.client, parent["task"]["id"]))["status"] == "superseded"

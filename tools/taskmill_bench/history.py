@@ -18,8 +18,8 @@ from app.domain.ids import parse_lease_id
 from app.domain.service import Taskmill
 from app.domain.views import task_view
 from app.schemas.tasks import Task
+from app.store.common import dumps, event_data
 from app.store.tables import tasks
-from app.store.tasks import EVENT_DATA, dumps
 
 from .drivers import BenchError
 
@@ -68,7 +68,7 @@ WITH src AS (
     RETURNING h.*
 ), ev AS (
     INSERT INTO events (event, task_id, type, group_name, tags, data)
-    SELECT 'task.completed', u.id, u.type, u.group_name, u.tags, {EVENT_DATA.format(a="u")}
+    SELECT 'task.completed', u.id, u.type, u.group_name, u.tags, {event_data("u")}
     FROM moved u
 )
 SELECT * FROM moved

@@ -15,9 +15,9 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from app.schemas.tasks import TaskSubmit
+from app.store.common import dumps
 from app.store.db import plain_url
 from app.store.migrate import upgrade
-from app.store.tasks import dumps
 
 #: Scratch database names must start with this: the bench drops the database it is given,
 #: and a typo must not name a real one.
@@ -116,8 +116,9 @@ async def seed_pending(conn: asyncpg.Connection, n: int) -> None:
     await conn.execute("VACUUM ANALYZE tasks")
 
 
-# A finished task as the app leaves it: leased once, completed a second later, lease
-# columns kept, a small result. Finish times are spread over the past n seconds.
+# A finished task as the app leaves it: leased once, completed a second later, its lease
+# token and worker kept (no expiry: a finished task holds no lease), a small result.
+# Finish times are spread over the past n seconds.
 _SEED_TERMINAL_SQL = """
 INSERT INTO {table} (id, type, status, priority, payload, max_attempts, backoff,
     backoff_base_seconds, backoff_max_seconds, attempt, run_after, created_at,
@@ -125,7 +126,7 @@ INSERT INTO {table} (id, type, status, priority, payload, max_attempts, backoff,
     lease_seconds, result)
 SELECT '00' || lpad(upper(to_hex(i)), 24, '0'), $2, 'completed', $3,
     jsonb_build_object('n', i), $4, $5, $6, $7, 1, at, at, at + interval '1 second', at,
-    at + interval '1 second', gen_random_uuid(), 'bench-seed', at + interval '30 seconds',
+    at + interval '1 second', gen_random_uuid(), 'bench-seed', NULL,
     30, '{{"ok": true}}'
 FROM generate_series(1, $1) AS i,
     LATERAL (SELECT now() - make_interval(secs => $1 - i)) AS a(at)

@@ -110,12 +110,11 @@ SELECT '00' || lpad(upper(to_hex(i)), 24, '0'), i, $4, s.status, $6,
     CASE WHEN s.ended THEN v.at + interval '2 seconds' END,
     CASE WHEN s.status <> 'pending' THEN gen_random_uuid() END,
     CASE WHEN s.status <> 'pending' THEN 'bench-seed' END,
-    CASE s.status WHEN 'pending' THEN NULL WHEN 'running' THEN now() + interval '1 hour'
-        ELSE v.at + interval '31 seconds' END,
+    CASE s.status WHEN 'running' THEN now() + interval '1 hour' END,
     CASE s.status WHEN 'pending' THEN NULL WHEN 'running' THEN 3600 ELSE 30 END,
     CASE WHEN s.done THEN jsonb_build_object('ok', true) END,
     CASE WHEN s.status = 'failed' THEN jsonb_build_object('message', 'transfer failed') END,
-    CASE WHEN s.status = 'cancelled' THEN 'bench' END
+    CASE WHEN s.status = 'cancelled' THEN 'cancelled' END
 FROM generate_series(1, CAST($1 AS int)) AS i,
     LATERAL (SELECT
         now() - make_interval(secs => CAST(86400.0 * ($1 - i) / $1 AS float8)) AS at,

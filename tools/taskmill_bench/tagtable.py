@@ -32,7 +32,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import tasks as store_tasks
-from app.store.tasks import Row
+from app.store.common import Row
 
 from .drivers import BenchError
 
