@@ -103,6 +103,10 @@ def _aggregate_params(
     return params
 
 
+def _cancel_body(force: bool) -> dict[str, Any] | None:
+    return {"force": True} if force else None  # no body: the plain cancel, as before
+
+
 def _submit_result(response: httpx.Response) -> SubmitResult:
     return SubmitResult.from_json(response.json())
 
@@ -252,9 +256,12 @@ class Client:
         body = self._http.request("GET", "/tasks/aggregate", params=params).json()
         return [AggregateGroup.from_json(g) for g in body["groups"]]
 
-    def cancel(self, task_id: str) -> Task:
-        """Cancel a task and its descendants (leased ones are revoked)."""
-        return Task.from_json(self._http.request("POST", f"/tasks/{task_id}/cancel").json())
+    def cancel(self, task_id: str, *, force: bool = False) -> Task:
+        """Cancel a task and its descendants (leased ones are revoked, their workers run
+        ``on_cancel``). ``force`` ends them all at once instead, without waiting for any
+        worker (an operator's way out of a stuck cancel; no ``on_cancel`` runs)."""
+        r = self._http.request("POST", f"/tasks/{task_id}/cancel", json=_cancel_body(force))
+        return Task.from_json(r.json())
 
     def snapshot(self, by_tag: str | None = None) -> dict[str, Any]:
         """Counts by status, type and group (``by_tag``: per value of that tag too)."""
@@ -431,9 +438,9 @@ class AsyncClient:
         body = (await self._http.request("GET", "/tasks/aggregate", params=params)).json()
         return [AggregateGroup.from_json(g) for g in body["groups"]]
 
-    async def cancel(self, task_id: str) -> Task:
-        """Cancel a task and its descendants."""
-        r = await self._http.request("POST", f"/tasks/{task_id}/cancel")
+    async def cancel(self, task_id: str, *, force: bool = False) -> Task:
+        """Cancel a task and its descendants; see :meth:`Client.cancel`."""
+        r = await self._http.request("POST", f"/tasks/{task_id}/cancel", json=_cancel_body(force))
         return Task.from_json(r.json())
 
     async def snapshot(self, by_tag: str | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._errors import Conflict
 from ._models import SubmitResult, Task
 
 
@@ -41,17 +42,28 @@ class TaskCancelled(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CancelRequest:
-    """Why the server revoked the lease: ``reason`` is ``superseded`` or ``cancelled``."""
+    """Why the server revoked the lease: ``reason`` is ``superseded`` or ``cancelled``.
+
+    ``superseded_by`` is the id of the task that replaced this one (for ``superseded``).
+    """
 
     reason: str
     superseded_by: str | None = None
+
+
+def _cancel_request(data: Mapping[str, Any] | None, reason_key: str = "reason") -> CancelRequest:
+    # The server's reason, from a cancel directive (a lease's or a heartbeat's ``cancel``)
+    # or, with reason_key="cancel_reason", from a 409 problem body; "cancelled" if absent.
+    data = data or {}
+    by = data.get("superseded_by")
+    return CancelRequest(str(data.get(reason_key) or "cancelled"), str(by) if by else None)
 
 
 class TaskContext:
     """One leased task as its handler sees it.
 
     Read: ``task_id``, ``type``, ``payload``, ``tags``, ``attempt``, ``max_attempts``,
-    ``phase`` (``execute`` or ``finalize``), ``state`` (the task's state map),
+    ``phase`` (``execute``, ``finalize`` or ``cancel``), ``state`` (the task's state map),
     ``previous_state`` (the state of the task this one superseded), ``lease_id``.
 
     Report: :meth:`set_progress` and :meth:`set_state` / :meth:`update_state` are sent with
@@ -62,7 +74,14 @@ class TaskContext:
     cancelled), :attr:`cancelled` turns true, an async handler is cancelled
     (``asyncio.CancelledError`` at its next ``await``), a sync handler should check
     :attr:`cancelled` or call :meth:`raise_if_cancelled`; then the ``on_cancel`` hook runs
-    and the cancel is acknowledged. No result is ever reported for a revoked lease.
+    and the cancel is acknowledged. No result is ever reported for a revoked lease. The
+    reason is the server's, whichever call told the worker (a heartbeat, a refused
+    completion or failure, a refused :meth:`spawn`).
+
+    A task cancelled or superseded after its execute phase had ended (it was waiting for
+    its children, or queued for its finalize) is leased once more in the ``cancel``
+    phase: only its ``on_cancel`` hook runs, with :attr:`cancelled` true from the start
+    and :attr:`state` as the task saved it; then the cancel is acknowledged.
 
     Children: :meth:`spawn` submits a child task (``parent_id`` = this task).
 
@@ -112,6 +131,11 @@ class TaskContext:
         self._flush = asyncio.Event()
         self._beats = 0
         self._beat = asyncio.Condition()
+        # Set when the server ended the task under this lease (an operator's force cancel):
+        # nothing may be reported or acknowledged any more.
+        self._forced = asyncio.Event()
+        if self.phase == "cancel" or lease.get("cancel"):
+            self._request_cancel(_cancel_request(lease.get("cancel")))
 
     # -- reading -------------------------------------------------------------------
 
@@ -209,6 +233,9 @@ class TaskContext:
         ``fields`` are those of :func:`taskmill_sdk.task_spec`. When this task completes
         while children are live it waits for them, then is leased again in the
         ``finalize`` phase (the ``finalize`` hook runs).
+
+        Raises :class:`~taskmill_sdk.Conflict` (``parent-not-running``) once this task was
+        revoked; :attr:`cancelled` is then already true, with the server's reason.
         """
         from ._client import task_spec
 
@@ -216,7 +243,14 @@ class TaskContext:
         spec = task_spec(
             type, payload, parent_id=self.task_id, parent_lease_id=self.lease_id, **fields
         )
-        return await self._submit(spec)
+        try:
+            return await self._submit(spec)
+        except Conflict as exc:
+            if exc.code == "parent-not-running" and exc.problem.get("parent_status") == (
+                "cancelling"
+            ):
+                self._request_cancel(_cancel_request(exc.problem, "cancel_reason"))
+            raise
 
     def spawn_sync(self, type: str, payload: Any = None, **fields: Any) -> SubmitResult:
         """:meth:`spawn` for sync handlers."""

@@ -18,7 +18,13 @@ def _ts(value: Any) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """A task as the server reports it (``GET /tasks/{id}``)."""
+    """A task as the server reports it (``GET /tasks/{id}``).
+
+    ``phase`` is what its next or current lease runs: ``execute`` (the handler),
+    ``finalize`` (its finalize hook, once its children ended) or ``cancel`` (its
+    ``on_cancel`` hook: it was revoked after its execute phase had ended).
+    ``cancel_reason`` (``cancelled`` or ``superseded``) is set once a cancel was asked.
+    """
 
     id: str
     type: str
@@ -30,11 +36,13 @@ class Task:
     dedup_key: str | None
     label: str | None
     attempt: int
+    phase: str
     parent_id: str | None
     state: dict[str, Any] | None
     progress: dict[str, Any] | None
     result: Any
     error: Any
+    cancel_reason: str | None
     superseded_by: str | None
     supersedes: str | None
     created_at: datetime | None
@@ -56,11 +64,13 @@ class Task:
             dedup_key=data.get("dedup_key"),
             label=data.get("label"),
             attempt=int(data.get("attempt", 0)),
+            phase=data.get("phase", "execute"),
             parent_id=data.get("parent_id"),
             state=data.get("state"),
             progress=data.get("progress"),
             result=data.get("result"),
             error=data.get("error"),
+            cancel_reason=data.get("cancel_reason"),
             superseded_by=data.get("superseded_by"),
             supersedes=data.get("supersedes"),
             created_at=_ts(data.get("created_at")),

@@ -21,7 +21,14 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ._context import CancelRequest, PermanentError, Release, Retry, TaskCancelled, TaskContext
+from ._context import (
+    PermanentError,
+    Release,
+    Retry,
+    TaskCancelled,
+    TaskContext,
+    _cancel_request,
+)
 from ._errors import (
     LeaseConflict,
     LeaseGone,
@@ -41,11 +48,13 @@ Handler = Callable[[TaskContext], Any]
 H = TypeVar("H", bound=Handler)
 
 _MAX_TRACEBACK = 4000
+#: What a lease call answers (409, ``task_status``) once the task was ended by force.
+_FORCE_ENDED = ("cancelled", "superseded")
 
 
 @dataclass(frozen=True, slots=True)
 class Registration:
-    """The functions registered for one task type."""
+    """The functions registered for one task type (see :meth:`Worker.register`)."""
 
     handler: Handler
     on_cancel: Handler | None = None
@@ -135,7 +144,10 @@ class Worker:
         self.retry = retry or RetryPolicy(max_attempts=None, deadline_seconds=60.0)
         self.transport = transport
         #: Counts of what happened: leased, completed, failed, retried, released,
-        #: cancelled, lost.
+        #: cancelled (cancels acknowledged, those of ``cancel``-phase leases included),
+        #: lost (the lease expired or was replaced: the outcome was dropped), forced (an
+        #: operator force-cancelled the task while this worker held it: the handler or
+        #: hook was stopped, nothing reported or acknowledged).
         self.stats: Counter[str] = Counter()
         self._handlers: dict[str, Registration] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -158,9 +170,16 @@ class Worker:
         """Run ``handler`` for tasks of ``type``.
 
         ``on_cancel(ctx)`` runs when the server revokes the lease (superseded or cancelled),
-        after the handler stopped; ``finalize(ctx)`` runs in the finalize phase, once every
-        child the handler spawned has ended (its return value becomes the result).
-        Each may be sync (run in a thread) or async.
+        after the handler stopped, and alone in a ``cancel``-phase lease (the task was
+        revoked after its execute phase had ended, e.g. while it waited for its children);
+        ``finalize(ctx)`` runs in the finalize phase, once every child the handler spawned
+        has ended (its return value becomes the result). Each may be sync (run in a
+        thread) or async.
+
+        A task force-cancelled by an operator (``POST /tasks/{id}/cancel`` with ``force``)
+        is over at once: the worker learns it from its next heartbeat, cancels an async
+        handler or hook (a sync one sees ``ctx.cancelled``; its outcome is dropped), runs
+        no ``on_cancel`` and reports nothing (``stats["forced"]``).
         """
         self._handlers[type] = Registration(handler, on_cancel, finalize)
 
@@ -412,6 +431,9 @@ class Worker:
         beats = asyncio.create_task(self._heartbeats(http, ctx, lost))
         fn: Handler | None = reg.finalize if ctx.phase == "finalize" else reg.handler
         try:
+            if ctx.phase == "cancel":  # revoked after its execute phase: only on_cancel
+                await self._on_cancel_and_ack(http, ctx, reg)
+                return
             if fn is None:
                 await self._finish_without_finalize(http, ctx)
                 return
@@ -424,10 +446,13 @@ class Worker:
             finally:
                 for waiter in (cancel, gone, abort):
                     waiter.cancel()
-            if ctx.cancelled:
+            if ctx._forced.is_set():  # ended by force: not even on_cancel runs
+                _drop(work)
+                self._forced_end(ctx)
+            elif ctx.cancelled:
                 await self._cancel_flow(http, ctx, reg, work, fn)
             elif lost.is_set():
-                work.cancel()
+                _drop(work)
                 self.stats["lost"] += 1
                 log.warning("lease %s lost; the handler's outcome is dropped", ctx.lease_id)
             elif not work.done():  # shutdown ran out of time: give the task back
@@ -541,11 +566,13 @@ class Worker:
         # 409 on a report: revoked meanwhile (cancel it properly), or a retried call whose
         # first try had already been applied.
         if exc.task_status == "cancelling":
-            ctx._request_cancel(CancelRequest("cancelled"))
+            ctx._request_cancel(_cancel_request(exc.problem, "cancel_reason"))
             reg = reg or self._handlers.get(ctx.type)
             await self._on_cancel_and_ack(http, ctx, reg)
         elif exc.task_status in already:
             self.stats[stat] += 1
+        elif exc.task_status in _FORCE_ENDED:
+            self._forced_end(ctx)
         else:
             self.stats["lost"] += 1
             log.warning("report on %s refused: %s", ctx.lease_id, exc)
@@ -562,7 +589,7 @@ class Worker:
             if _is_async(fn):
                 work.cancel()
             # A sync handler cannot be interrupted: it sees ctx.cancelled; wait a while.
-            await asyncio.wait([work], timeout=self.cancel_grace_seconds)
+            await _unless_forced(ctx, work, self.cancel_grace_seconds)
         elif not work.cancelled():
             work.exception()  # retrieved: the outcome of a revoked lease is dropped
         await self._on_cancel_and_ack(http, ctx, reg)
@@ -570,11 +597,16 @@ class Worker:
     async def _on_cancel_and_ack(
         self, http: AsyncHTTP, ctx: TaskContext, reg: Registration | None
     ) -> None:
-        if reg is not None and reg.on_cancel is not None:
-            try:
-                await self._invoke(reg.on_cancel, ctx, None)
-            except Exception:
-                log.exception("on_cancel of %s raised", ctx.task_id)
+        if reg is not None and reg.on_cancel is not None and not ctx._forced.is_set():
+            hook = asyncio.ensure_future(self._invoke(reg.on_cancel, ctx, None))
+            await _unless_forced(ctx, hook)
+            if not hook.done():
+                hook.cancel()  # ended by force meanwhile (a sync hook's thread runs on)
+            elif not hook.cancelled() and (exc := hook.exception()) is not None:
+                log.error("on_cancel of %s raised", ctx.task_id, exc_info=exc)
+        if ctx._forced.is_set():
+            self._forced_end(ctx)
+            return
         try:
             await http.request("POST", f"/leases/{ctx.lease_id}/cancelled", retry=self._short())
             self.stats["cancelled"] += 1
@@ -600,8 +632,14 @@ class Worker:
             except (LeaseGone, NotFound):
                 lost.set()
                 return
-            except LeaseConflict:
-                # The lease ended (reported already): nothing left to keep alive.
+            except LeaseConflict as exc:
+                # The lease ended: reported already (nothing left to keep alive), or the
+                # task was ended by force (nothing may be reported: stop the handler; a
+                # sync one sees ctx.cancelled).
+                if exc.task_status in _FORCE_ENDED:
+                    ctx._request_cancel(_cancel_request(exc.problem, "cancel_reason"))
+                    ctx._forced.set()
+                    lost.set()
                 return
             except TaskmillError as exc:
                 log.warning("heartbeat %s failed: %s", ctx.lease_id, exc)
@@ -610,13 +648,35 @@ class Worker:
             ctx._sent(progress_version, state_version)
             cancel = r.json().get("cancel")
             if cancel:
-                ctx._request_cancel(
-                    CancelRequest(
-                        reason=str(cancel.get("reason", "cancelled")),
-                        superseded_by=cancel.get("superseded_by"),
-                    )
-                )
+                ctx._request_cancel(_cancel_request(cancel))
             await ctx._beat_done()
+
+    def _forced_end(self, ctx: TaskContext) -> None:
+        self.stats["forced"] += 1
+        log.warning("task %s was ended by force; nothing is reported", ctx.task_id)
+
+
+def _drop(work: asyncio.Future[Any]) -> None:
+    # The lease is over and its outcome dropped: stop the work, or retrieve its error.
+    if not work.done():
+        work.cancel()
+    elif not work.cancelled():
+        work.exception()
+
+
+async def _unless_forced(
+    ctx: TaskContext, work: asyncio.Future[Any], timeout: float | None = None
+) -> None:
+    # Wait for work (at most timeout) unless the task is ended by force first. Cancelling
+    # the waiter cancels the work too, as awaiting it directly would.
+    forced = asyncio.ensure_future(ctx._forced.wait())
+    try:
+        await asyncio.wait([work, forced], timeout=timeout, return_when="FIRST_COMPLETED")
+    except asyncio.CancelledError:
+        work.cancel()
+        raise
+    finally:
+        forced.cancel()
 
 
 async def run_workers(*workers: Worker) -> None:
