@@ -770,4 +770,6 @@ INVARIANTS = {
     "cancel": "a cancelling task has a reason; unleased, it awaits its cancel-phase lease",
     "orphan": "a live task's parent is not over",
     "terminal": "a terminal task never changes again",
+    "hook": "a task whose execute phase succeeded (waiting, or queued for finalize) and is "
+    "then cancelled runs its on_cancel in a lease of its own, unless an operator forces it",
 }

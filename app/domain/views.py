@@ -20,7 +20,7 @@ def _io(row: Row, prefix: str) -> IO | None:
 def task_view(row: Row) -> Task:
     """The full task record."""
     lease = None
-    if row["status"] in ("running", "cancelling") and row["lease_token"] is not None:
+    if row["lease_expires_at"] is not None:  # held now (a cancel-phase task may await one)
         lease = LeaseInfo(
             id=lease_id(row["id"], str(row["lease_token"])),
             worker=row["lease_worker"],

@@ -115,8 +115,8 @@ WITH hook AS MATERIALIZED (
     SELECT * FROM hooks UNION ALL SELECT * FROM upd
 ), ev AS ({outbox("granted", events_sql(Event.LEASE), _LEASED_EXTRA)})
 SELECT u.id AS cand_id, u.group_name AS cand_group, CAST(NULL AS int) AS group_limit,
-    u.*, CAST(NULL AS jsonb) AS previous_state
-FROM hooks u
+    u.*, ps.state AS previous_state
+FROM hooks u {_PREVIOUS_STATE}
 UNION ALL
 SELECT cand.id, cand.group_name, cand.group_limit, u.*, ps.state
 FROM cand LEFT JOIN upd u ON u.id = cand.id {_PREVIOUS_STATE}

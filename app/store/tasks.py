@@ -170,8 +170,7 @@ WITH b AS (
 ), firsts AS (
     SELECT bid, min(waits_on) AS waits_on FROM pred GROUP BY bid
 ), upd AS (
-    UPDATE tasks t SET status = 'blocked', blocked_on = f.waits_on,
-        state_from = coalesce(t.state_from, f.waits_on), updated_at = now()
+    UPDATE tasks t SET status = 'blocked', blocked_on = f.waits_on, updated_at = now()
     FROM firsts f WHERE t.id = f.bid
     RETURNING t.*
 ), final AS (
