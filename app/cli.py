@@ -153,6 +153,14 @@ def bench(
             "layouts with this many tasks of 5 tags each (issue figure: 1000000).",
         ),
     ] = None,
+    fence: Annotated[
+        bool,
+        typer.Option(
+            "--fence",
+            help="Instead of the scenarios: what the lifecycle's database guards (the "
+            "generation fence, the transition check) cost the claim path.",
+        ),
+    ] = False,
     scratch_db: Annotated[
         str,
         typer.Option(
@@ -173,7 +181,13 @@ def bench(
     import tempfile
 
     try:
-        from taskmill_bench import SCRATCH_PREFIX, run_scenarios, run_tags, run_terminal_rows
+        from taskmill_bench import (
+            SCRATCH_PREFIX,
+            run_fence,
+            run_scenarios,
+            run_tags,
+            run_terminal_rows,
+        )
     except ModuleNotFoundError as exc:
         # Only the bench itself or its aiohttp missing; any other import error is a bug.
         if (exc.name or "").partition(".")[0] not in _BENCH_MODULES:
@@ -189,13 +203,17 @@ def bench(
         raise typer.BadParameter(
             f"must start with {SCRATCH_PREFIX!r} (the bench drops it)", param_hint="--scratch-db"
         )
-    if tags is not None and terminal_rows is not None:
-        raise typer.BadParameter("give --tags or --terminal-rows, not both", param_hint="--tags")
+    if sum((tags is not None, terminal_rows is not None, fence)) > 1:
+        raise typer.BadParameter(
+            "give one of --tags, --terminal-rows, --fence", param_hint="--tags"
+        )
     with (
         tempfile.TemporaryDirectory(prefix="taskmill-bench-") as scratch_dir,
         database(data_dir or Path(scratch_dir)) as url,
     ):
-        if tags is not None:
+        if fence:
+            run_fence(url, seconds=seconds, concurrency=concurrency, scratch_db=scratch_db)
+        elif tags is not None:
             run_tags(
                 url, tasks=tags, seconds=seconds, concurrency=concurrency, scratch_db=scratch_db
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
@@ -13,6 +13,7 @@ from sse_starlette import EventSourceResponse
 from ..domain.events import EventFilter
 from ..domain.metrics import CONTENT_TYPE
 from ..schemas.common import Name, TaskType
+from ..schemas.events import EventName
 from ..schemas.snapshot import Snapshot
 from .deps import Service
 from .problems import problem_responses
@@ -20,13 +21,7 @@ from .tags import TAG_FILTER_DOC, TagPairs
 
 router = APIRouter(tags=["observe"])
 
-EVENT_NAMES = (
-    "task.created, task.deduplicated, task.superseded, task.leased, task.progress, "
-    "task.completed, task.failed, task.retrying, task.released, task.cancelled, "
-    "task.expired, task.waiting, lease.expired, group.paused, group.resumed"
-)
-
-EventName = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[a-z_.]+$")]
+EVENT_NAMES = ", ".join(f"`{name}`" for name in get_args(EventName))
 
 
 @router.get(

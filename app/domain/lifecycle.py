@@ -468,8 +468,30 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
-#: Events a statement announces that are not a task's status change.
-OTHER_EVENTS = ("task.deduplicated", "task.progress", "group.paused", "group.resumed")
+#: Every event name the stream can send (SPEC §8), in the order of the SPEC. The rules'
+#: names, and those of changes that are not a task's status: a submit answered by the live
+#: holder, a heartbeat's progress, a group paused or resumed (its tasks with it).
+EVENT_NAMES = (
+    "task.created",
+    "task.deduplicated",
+    "task.superseded",
+    "task.cancelling",
+    "task.leased",
+    "task.progress",
+    "task.completed",
+    "task.failed",
+    "task.retrying",
+    "task.cancelled",
+    "task.expired",
+    "task.waiting",
+    "task.unblocked",
+    "task.finalizing",
+    "task.released",
+    "task.due",
+    "lease.expired",
+    "group.paused",
+    "group.resumed",
+)
 
 
 def rules(event: Event) -> tuple[Rule, ...]:
@@ -617,6 +639,10 @@ def check_table() -> None:
     for src, _ in TRANSITIONS:
         if src in TERMINAL:
             raise ValueError(f"a rule leaves the terminal status {src}")
+    for rule in RULES:
+        for names in rule.emits.values():
+            if not set(names) <= set(EVENT_NAMES):
+                raise ValueError(f"{rule.event}: {names} not all in EVENT_NAMES")
 
 
 check_table()
@@ -630,11 +656,11 @@ def mermaid() -> str:
     """The table as a Mermaid state diagram (the README embeds it; a test compares)."""
     edges: dict[tuple[str, str], list[str]] = {}
     for rule in RULES:
-        for src in sorted(rule.sources, key=lambda s: -1 if s is None else ALL.index(s)):
+        for src in _ordered(rule.sources):
             for dst in sorted(rule.target.statuses or {src}, key=ALL.index):
                 if dst == src and rule.event != E.LEASE:
                     continue  # heartbeats and the like change no status
-                label = str(rule.event) + (f" ({rule.phase})" if rule.phase else "")
+                label = str(rule.event) + (f" (phase {rule.phase})" if rule.phase else "")
                 labels = edges.setdefault(("[*]" if src is None else str(src), str(dst)), [])
                 if label not in labels:
                     labels.append(label)
@@ -642,6 +668,28 @@ def mermaid() -> str:
     lines += [f"    {a} --> {b}: {', '.join(labels)}" for (a, b), labels in edges.items()]
     lines += [f"    {status} --> [*]" for status in ALL if status in TERMINAL]
     return "\n".join(lines) + "\n"
+
+
+def markdown() -> str:
+    """The table as a Markdown table, one row per rule (the README embeds it)."""
+    lines = [
+        "| event | from | when | to | announces |",
+        "|---|---|---|---|---|",
+    ]
+    for rule in RULES:
+        src = ", ".join("(new)" if s is None else f"`{s}`" for s in _ordered(rule.sources))
+        when = "; ".join(x for x in (rule.guard.name if rule.guard else "", rule.note) if x)
+        to = rule.target.name if len(rule.target.statuses) != 1 else f"`{rule.target.name}`"
+        if rule.phase is not None:
+            to += f", phase `{rule.phase}`"
+        names = sorted({n for emitted in rule.emits.values() for n in emitted})
+        announced = ", ".join(f"`{n}`" for n in names)
+        lines.append(f"| {rule.event} | {src} | {when} | {to} | {announced} |")
+    return "\n".join(lines) + "\n"
+
+
+def _ordered(sources: frozenset[Status | None]) -> list[Status | None]:
+    return sorted(sources, key=lambda s: -1 if s is None else ALL.index(s))
 
 
 # ---------------------------------------------------------------------------------------

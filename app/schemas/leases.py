@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from .common import IO, Json, JsonObject, Model, Name, TaskType, Text, check_json
-from .tasks import Progress, Task
+from .tasks import Phase, Progress, Task
 
 
 class LeaseRequest(Model):
@@ -58,7 +58,7 @@ class Lease(BaseModel):
 
     lease_id: str
     expires_at: datetime
-    phase: Literal["execute", "finalize", "cancel"]
+    phase: Phase
     cancel: CancelDirective | None = None
     task: LeasedTask
 

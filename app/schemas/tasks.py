@@ -23,6 +23,8 @@ Status = Literal[
     "superseded",
     "expired",
 ]
+#: What a lease runs: the handler, its finalize hook, or its on_cancel hook.
+Phase = Literal["execute", "finalize", "cancel"]
 OnDuplicate = Literal["skip", "supersede", "reject"]
 
 
@@ -131,7 +133,7 @@ class Task(BaseModel):
     run_after: datetime
     ttl_deadline: datetime | None
     parent_id: str | None
-    phase: Literal["execute", "finalize", "cancel"]
+    phase: Phase
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

@@ -21,6 +21,14 @@ _NOTIFY_IF_LEASABLE = notify_once(
     " WHERE g.name = u.group_name AND g.max_concurrency IS NOT NULL)",
 )
 
+# A task that thereby ended says why, as the same end by other means would.
+_EXPIRED_EXTRA = (
+    "CASE WHEN e.name = 'task.failed' THEN jsonb_build_object('error', u.error)"
+    " WHEN e.name IN ('task.cancelled', 'task.superseded') THEN jsonb_strip_nulls("
+    "jsonb_build_object('reason', u.cancel_reason, 'superseded_by', u.superseded_by))"
+    " ELSE '{}'::jsonb END"
+)
+
 # A lease past its expiry (for a revoked one: at the latest its cancel_deadline). The
 # token is cleared, so the old holder's late calls answer 410.
 _EXPIRE_LEASES_SQL = text(
@@ -43,8 +51,7 @@ WITH due AS (
         outbox(
             "upd",
             events_sql(Event.EXPIRE),
-            "CASE WHEN e.name = 'task.failed' THEN jsonb_build_object('error', u.error)"
-            " ELSE '{}'::jsonb END",
+            _EXPIRED_EXTRA,
         )
     })
 SELECT count(*) AS n, {_NOTIFY_IF_LEASABLE} AS notified FROM upd

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 
+from taskmill_bench.fence import VARIANTS
 from taskmill_bench.scenarios import SCENARIOS
 from taskmill_bench.tags import LAYOUT_ROWS, QUERIES, TAG_COUNTS
 
@@ -45,6 +46,13 @@ def test_bench_terminal_rows_reports_both_layouts(pg_admin_url: str) -> None:
     out = _bench(pg_admin_url, "--terminal-rows=2000")
     for layout in ("empty (reference)", "kept in tasks", "moved to history"):
         assert layout in out
+
+
+def test_bench_fence_reports_every_variant(pg_admin_url: str) -> None:
+    out = _bench(pg_admin_url, "--fence")
+    for variant in VARIANTS:
+        assert variant.title in out
+    assert "vs shipped" in out
 
 
 def test_bench_tags_reports_queries_submits_and_both_layouts(pg_admin_url: str) -> None:

@@ -67,15 +67,15 @@ async def test_a_late_commit_of_a_lower_id_is_not_skipped(server: Server, db_url
     other = await asyncpg.connect(db_url)
     try:
         base = await _probes(server)  # the probe loop runs only while a client is in
-        async with follow(server.url, {"event": "test.order"}) as stream:
+        async with follow(server.url, {"event": "group.paused"}) as stream:
             await eventually(lambda: _probes(server), lambda n: n >= base + 2)
             tx = late.transaction()
             await tx.start()
             low = await late.fetchval(
-                "INSERT INTO events (event, data) VALUES ('test.order', '{}') RETURNING id"
+                "INSERT INTO events (event, data) VALUES ('group.paused', '{}') RETURNING id"
             )
             high = await other.fetchval(
-                "INSERT INTO events (event, data) VALUES ('test.order', '{}') RETURNING id"
+                "INSERT INTO events (event, data) VALUES ('group.paused', '{}') RETURNING id"
             )
             assert high > low
             # Give the replica several probes while `high` is committed and `low` is not.
@@ -86,7 +86,7 @@ async def test_a_late_commit_of_a_lower_id_is_not_skipped(server: Server, db_url
             await wait_for(stream, lambda s: len(s.ids) == 2)
         assert stream.ids == [low, high]
         # And a client resuming after `low` gets `high` exactly once.
-        async with follow(server.url, {"event": "test.order"}, last_event_id=str(low)) as again:
+        async with follow(server.url, {"event": "group.paused"}, last_event_id=str(low)) as again:
             await wait_for(again, lambda s: len(s.ids) >= 1)
         assert again.ids == [high]
     finally:

@@ -56,7 +56,7 @@ async def test_the_service_follows_the_model(
         options = list(steps(world, CONFIG))
         if not options:
             break
-        (step, after), = rng.choices(options, [WEIGHTS[s.action] for s, _ in options])
+        ((step, after),) = rng.choices(options, [WEIGHTS[s.action] for s, _ in options])
         trail.append(str(step))
         try:
             granted = await harness.do(step, world, after)

@@ -1,6 +1,6 @@
 """``taskmill bench``: throughput of the hot paths, and the cost of keeping finished tasks.
 
-Three modes, each in a fresh scratch database (dropped and re-created, then migrated):
+Four modes, each in a fresh scratch database (dropped and re-created, then migrated):
 
 * :func:`run_scenarios` measures submit, lease+complete and the whole cycle, unbatched
   and in batches, over HTTP against a real uvicorn process and directly through the
@@ -8,7 +8,8 @@ Three modes, each in a fresh scratch database (dropped and re-created, then migr
 * :func:`run_terminal_rows` measures the claim path with many finished tasks kept in
   ``tasks`` against a model of moving them to a history table;
 * :func:`run_tags` measures tag queries and tagged submits over many seeded tasks, and
-  the JSONB + GIN tag layout against a model of a ``task_tags`` table.
+  the JSONB + GIN tag layout against a model of a ``task_tags`` table;
+* :func:`run_fence` measures what the lifecycle's database guards cost the claim path.
 
 Nothing here is used by the service; the bench only drives it. It lives in
 ``tools/taskmill_bench``, outside the runtime package ``app``, and needs the ``bench``
@@ -17,9 +18,10 @@ extra (``pip install -e '.[bench]'``; the ``dev`` extra includes it) for aiohttp
 
 from __future__ import annotations
 
+from .fence import run_fence
 from .scenarios import run_scenarios
 from .scratch import SCRATCH_PREFIX
 from .tags import run_tags
 from .terminal import run_terminal_rows
 
-__all__ = ["SCRATCH_PREFIX", "run_scenarios", "run_tags", "run_terminal_rows"]
+__all__ = ["SCRATCH_PREFIX", "run_fence", "run_scenarios", "run_tags", "run_terminal_rows"]

@@ -89,18 +89,22 @@ async def reset(conn: asyncpg.Connection) -> None:
 # ids start "01" followed by a letter above F for the next few centuries, so seeded
 # ids sort below every id the app mints and never collide with one. Prefix "00" marks
 # old terminal rows, "01" seeded pending work.
+# A keyed task (``keyed``) holds key "k<i>", and starts its own fence generation, as a
+# keyed submit writes it.
 _SEED_PENDING_SQL = """
 INSERT INTO tasks (id, type, status, priority, payload, max_attempts, backoff,
-    backoff_base_seconds, backoff_max_seconds)
-SELECT '01' || lpad(upper(to_hex(i)), 24, '0'), $2, 'pending', $3, CAST($4 AS jsonb),
-    $5, $6, $7, $8
-FROM generate_series(1, $1) AS i
+    backoff_base_seconds, backoff_max_seconds, dedup_key, fence_key, fence_gen)
+SELECT s.id, $2, 'pending', $3, CAST($4 AS jsonb), $5, $6, $7, $8,
+    CASE WHEN $9 THEN 'k' || i END, CASE WHEN $9 THEN $2 || '/k' || i END,
+    CASE WHEN $9 THEN s.id END
+FROM generate_series(1, $1) AS i, LATERAL (SELECT '01' || lpad(upper(to_hex(i)), 24, '0')) s(id)
 ORDER BY i
 """
 
 
-async def seed_pending(conn: asyncpg.Connection, n: int) -> None:
-    """Add ``n`` leasable tasks, in id order, then refresh the planner's statistics."""
+async def seed_pending(conn: asyncpg.Connection, n: int, *, keyed: bool = False) -> None:
+    """Add ``n`` leasable tasks, in id order (each with a dedup key of its own when
+    ``keyed``), then refresh the planner's statistics."""
     retry = SEED_TASK.retry
     await conn.execute(
         _SEED_PENDING_SQL,
@@ -112,6 +116,7 @@ async def seed_pending(conn: asyncpg.Connection, n: int) -> None:
         retry.backoff,
         retry.base_seconds,
         retry.max_seconds,
+        keyed,
     )
     await conn.execute("VACUUM ANALYZE tasks")
 
