@@ -35,7 +35,7 @@ from .errors import (
     TooLarge,
 )
 from .ids import TASK_ID_RE, new_task_id, parse_lease_id
-from .lifecycle import UNSTARTED, Phase, Reason
+from .lifecycle import UNSTARTED, Phase
 from .retry import retry_aborted
 from .views import task_view
 
@@ -239,16 +239,13 @@ class TaskService:
         still being cancelled, descendants included (see store.tasks.settle).
         """
         new = p.new
-        await tree.lock_key(conn, new.type, new.dedup_key or "")
-        await tree.lock_predecessors(conn, new.type, new.dedup_key or "")
         for _ in range(_MAX_DEDUP_ROUNDS):
-            holder = await tree.lock_holder(conn, new.type, new.dedup_key or "")
+            holder = await tree.retire_holder(conn, new.type, new.dedup_key or "", new.id)
             if holder is None:
                 inserted = await self._create(conn, [new])
                 if new.id in inserted:
                     return BatchItemResult(outcome="created", task=task_view(inserted[new.id]))
                 continue  # a skip or reject submit took the free key first: supersede it
-            await tree.cancel(conn, [holder["id"]], Reason.SUPERSEDED, new.id)
             unstarted = holder["status"] in UNSTARTED and holder["phase"] == Phase.EXECUTE
             # The state handoff follows only predecessors that ran or hold state, so a long
             # run of never-leased supersedes costs the lease nothing (store.leases).

@@ -14,54 +14,19 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..domain.lifecycle import LIVE_PREDICATE, Reason
+from ..domain.lifecycle import Reason
 from .common import Row
 
-
-async def lock_key(conn: AsyncConnection, task_type: str, key: str) -> None:
-    """Queue on the dedup key until this transaction ends.
-
-    Supersedes of one key take turns on this lock, so each finds the holder the previous
-    one left, in one round; without it, concurrent supersedes of a fresh key kept losing
-    the insert to each other. A transaction-scoped advisory lock: nothing to release.
-    """
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended('taskmill.key.' || :k, 0))"),
-        {"k": f"{task_type}/{key}"},
-    )
+_SUPERSEDE_SQL = text("SELECT * FROM taskmill_supersede(:type, :key, :new_id)")
 
 
-async def lock_predecessors(conn: AsyncConnection, task_type: str, key: str) -> None:
-    """Lock (FOR SHARE) the cancelling tasks that will block the key's next generation.
-
-    Taken before the holder: a worker acknowledging one of them locks it, then the
-    blocked holder (to release it). Locking in that same order here, rather than holder
-    first, means a supersede queues behind the acknowledgement instead of deadlocking
-    with it.
-    """
-    await conn.execute(
-        text(
-            "SELECT 1 FROM tasks WHERE status = 'cancelling'"
-            " AND (fence_key = :fence OR (type = :type AND dedup_key = :key))"
-            " ORDER BY id FOR SHARE"
-        ),
-        {"fence": f"{task_type}/{key}", "type": task_type, "key": key},
-    )
-
-
-_HOLDER_SQL = text(
-    f"""
-SELECT id, status, phase, seq, state_from, lease_expires_at IS NOT NULL AS leased,
-    state IS NOT NULL AND state <> '{{}}'::jsonb AS has_state
-FROM tasks WHERE type = :type AND dedup_key = :key AND {LIVE_PREDICATE}
-FOR UPDATE
-"""
-)
-
-
-async def lock_holder(conn: AsyncConnection, task_type: str, key: str) -> Row | None:
-    """The live task holding (type, key), locked; None when the key is free."""
-    result = await conn.execute(_HOLDER_SQL, {"type": task_type, "key": key})
+async def retire_holder(conn: AsyncConnection, task_type: str, key: str, new_id: str) -> Row | None:
+    """Supersede the live holder of (type, key) by ``new_id``: taskmill_supersede() queues
+    on the key's lock, takes the locks in the order that cannot deadlock with a worker's
+    acknowledgement, and cancels the holder (reason superseded). Returns the holder as it
+    was before, or None when the key is free (then insert; a second call is cheap: the
+    key's lock is already held)."""
+    result = await conn.execute(_SUPERSEDE_SQL, {"type": task_type, "key": key, "new_id": new_id})
     return result.mappings().first()
 
 

@@ -226,6 +226,38 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- A supersede's first half, in one round trip: queue on the key's lock (supersedes of one
+-- key take turns, so each finds the holder the one before left), lock the key's cancelling
+-- tasks FOR SHARE before the holder (a worker's acknowledgement locks them in that order:
+-- both then queue instead of deadlocking), then lock the live holder and cancel it with
+-- reason superseded. Each statement takes its snapshot after the locks before it. Returns
+-- the holder as it was, or nothing when the key is free.
+CREATE OR REPLACE FUNCTION taskmill_supersede(task_type text, dedup text, superseded text)
+RETURNS TABLE (id text, status text, phase text, seq bigint, state_from text,
+    leased boolean, has_state boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    h record;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('taskmill.key.' || task_type || '/' || dedup, 0));
+    PERFORM 1 FROM tasks o
+    WHERE o.status = 'cancelling'
+      AND (o.fence_key = task_type || '/' || dedup OR (o.type = task_type AND o.dedup_key = dedup))
+    ORDER BY o.id
+    FOR SHARE;
+    SELECT t.id, t.status, t.phase, t.seq, t.state_from, t.lease_expires_at IS NOT NULL AS leased,
+        t.state IS NOT NULL AND t.state <> '{}'::jsonb AS has_state
+    INTO h
+    FROM tasks t
+    WHERE t.type = task_type AND t.dedup_key = dedup AND t.status IN ('pending', 'scheduled', 'blocked', 'running', 'waiting', 'paused')
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM taskmill_cancel(ARRAY[h.id], 'superseded', superseded, false);
+    RETURN QUERY SELECT h.id, h.status, h.phase, h.seq, h.state_from, h.leased, h.has_state;
+END $$;
+
 -- Replaced by the functions above.
 DROP FUNCTION taskmill_unblock_for(text);
 DROP FUNCTION taskmill_subtree_clear(text);
