@@ -92,6 +92,8 @@ class Run:
     found: list[str] = field(default_factory=list)
     snapshots: int = 0
     task_ids: list[str] = field(default_factory=list)
+    #: (task leased, the lease whose saved state its lease carried as previous_state)
+    handoffs: list[tuple[str, str]] = field(default_factory=list)
 
     async def call(
         self, client: httpx.AsyncClient, method: str, path: str, body: Any = None
@@ -136,6 +138,8 @@ async def handle(
     """One lease, played out at random (or finished properly once the run winds down)."""
     lease = grant["lease_id"]
     task = grant["task"]
+    if task["previous_state"] is not None:
+        run.handoffs.append((task["id"], task["previous_state"]["w"]))
     if grant["phase"] == "cancel":
         if run.finishing or rng.random() < 0.8:
             await run.call(client, "POST", f"/leases/{lease}/cancelled")
@@ -185,6 +189,12 @@ async def handle(
     else:
         return  # crashed: the lease expires
     if r.status_code == 409 and r.json().get("task_status") == "cancelling":
+        problem = r.json()
+        # The refusal says why, as a heartbeat would (the SDK's on_cancel reason).
+        if problem.get("cancel_reason") not in ("cancelled", "superseded") or (
+            problem["cancel_reason"] == "superseded" and not problem.get("superseded_by")
+        ):
+            run.unexpected.append(f"a revoked lease's 409 does not say why: {problem}")
         await run.call(client, "POST", f"/leases/{lease}/cancelled")
 
 
@@ -243,6 +253,9 @@ async def test_random_actors_never_break_the_lifecycle(
         run.working = False
         await asyncio.gather(*actors, watch)
         rows = await conn.fetch(_SNAPSHOT_SQL)
+        supersedes = {
+            r["id"]: r["supersedes"] for r in await conn.fetch("SELECT id, supersedes FROM tasks")
+        }
         events = await conn.fetch(
             "SELECT task_id, event, data->>'status' AS status, data FROM events"
             " WHERE task_id IS NOT NULL ORDER BY id"
@@ -273,6 +286,16 @@ async def test_random_actors_never_break_the_lifecycle(
         ends = [e["event"] for e in history if e["event"] in terminal_names]
         assert ends == [f"task.{status_of[task_id]}"], (task_id, [e["event"] for e in history])
     assert set(by_task) == set(status_of)
+
+    # State handoff: a lease's previous_state was saved by a task up its supersedes chain.
+    for task_id, saved_by in run.handoffs:
+        chain, cursor = [], supersedes[task_id]
+        while cursor is not None:
+            chain.append(cursor)
+            cursor = supersedes[cursor]
+        assert saved_by.split(".")[0] in chain, (task_id, saved_by, chain)
+    print(f"{len(run.handoffs)} leases carried a predecessor's state")
+    assert run.handoffs
 
     # The run met the situations of the issue (else it proved little).
     met = Counter()
