@@ -66,6 +66,7 @@ async def test_hot_key_superseded_by_many_submitters_with_acking_workers(
     clients = [a.client, b.client]
     submitting = asyncio.Event()
     submitting.set()
+    leased = asyncio.Event()
     last_submit: dict[str, Any] = {}
 
     async def submitter(n: int) -> None:
@@ -105,6 +106,7 @@ async def test_hot_key_superseded_by_many_submitters_with_acking_workers(
 
     async def run(client: httpx.AsyncClient, grant: dict[str, Any], rng: random.Random) -> None:
         lease_id = grant["lease_id"]
+        leased.set()
         while True:
             hb = await client.post(
                 f"/leases/{lease_id}/heartbeat", json={"state": {"seen": grant["task"]["id"]}}
@@ -132,12 +134,19 @@ async def test_hot_key_superseded_by_many_submitters_with_acking_workers(
         return statuses <= {"completed", "superseded"}
 
     workers = [asyncio.create_task(worker(n)) for n in range(4)]
+    # A first task leased before the storm, so that at least one held lease is revoked
+    # whatever the timing (without it a fast storm could supersede only pending tasks).
+    first = await a.client.post(
+        "/tasks", json={"type": TYPE, "dedup_key": KEY, "on_duplicate": "supersede"}
+    )
+    assert first.status_code == 201, first.text
+    await asyncio.wait_for(leased.wait(), timeout=10)
     await asyncio.gather(*(submitter(n) for n in range(6)))
     submitting.clear()
     await asyncio.wait_for(asyncio.gather(*workers), timeout=60)
 
     tasks = (await a.client.get("/tasks", params={"type": TYPE, "limit": 1000})).json()["tasks"]
-    assert len(tasks) == 6 * 12
+    assert len(tasks) == 6 * 12 + 1
     survivors = [t for t in tasks if t["status"] != "superseded"]
     assert len(survivors) == 1, [(t["id"], t["status"]) for t in survivors]
     (survivor,) = survivors
