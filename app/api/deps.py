@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Header, Request, Response
 from pydantic import BaseModel
 
 from ..domain.service import Taskmill
@@ -19,6 +19,40 @@ async def _service(request: Request) -> Taskmill:
 Service = Annotated[Taskmill, Depends(_service)]
 
 JSON = "application/json"
+
+
+def _minimal(prefer: str | None) -> bool:
+    # RFC 7240: comma-separated preferences, each `token[=value]`, parameters after `;`.
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.split(";")[0].strip().partition("=")
+        if name.strip().lower() == "return":
+            return value.strip().strip('"').lower() == "minimal"
+    return False
+
+
+async def _wants_minimal(
+    prefer: Annotated[
+        str | None,
+        Header(
+            description="`return=minimal` (RFC 7240): answer each item's task id and status "
+            "without the whole task record (`Preference-Applied` confirms it)"
+        ),
+    ] = None,
+) -> bool:
+    return _minimal(prefer)
+
+
+#: ``Prefer: return=minimal`` (RFC 7240) asks a batch to leave out the task records:
+#: building and encoding them is most of a batch's cost in the server.
+Minimal = Annotated[bool, Depends(_wants_minimal)]
+
+
+def minimal_json(model: BaseModel, minimal: bool) -> Response:
+    """``as_json``, saying that ``return=minimal`` was applied when it was."""
+    response = as_json(model)
+    if minimal:
+        response.headers["Preference-Applied"] = "return=minimal"
+    return response
 
 
 def as_json(model: BaseModel, status_code: int = 200) -> Response:

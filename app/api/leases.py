@@ -16,7 +16,7 @@ from ..schemas.leases import (
     StatePatch,
 )
 from ..schemas.tasks import Task
-from .deps import Service, as_json
+from .deps import Minimal, Service, as_json, minimal_json
 from .problems import problem_responses
 
 router = APIRouter(tags=["leases"])
@@ -41,9 +41,11 @@ async def lease_tasks(body: LeaseRequest, service: Service, request: Request) ->
     response_model=CompleteBatchResult,
     responses=problem_responses(413, 422),
 )
-async def complete_leases_batch(body: CompleteBatch, service: Service) -> Response:
-    """Complete many leases in one transaction; each item reports its own outcome."""
-    return as_json(await service.leases.complete_batch(body))
+async def complete_leases_batch(
+    body: CompleteBatch, service: Service, minimal: Minimal
+) -> Response:
+    """Complete many leases in one statement; each item reports its own outcome."""
+    return minimal_json(await service.leases.complete_batch(body, full=not minimal), minimal)
 
 
 @router.post(

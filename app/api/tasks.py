@@ -19,7 +19,7 @@ from ..schemas.tasks import (
     TaskSubmit,
 )
 from .auth import Authorized
-from .deps import Service, as_json
+from .deps import Minimal, Service, as_json, minimal_json
 from .problems import problem_responses
 from .tags import TAG_FILTER_DOC, TagPairs
 
@@ -49,10 +49,13 @@ async def submit_task(body: TaskSubmit, service: Service, caller: Authorized) ->
     responses=problem_responses(413, 422),
 )
 async def submit_tasks_batch(
-    body: TaskBatchSubmit, service: Service, caller: Authorized
+    body: TaskBatchSubmit, service: Service, caller: Authorized, minimal: Minimal
 ) -> Response:
     """Submit many tasks: all validated first, then applied in order in one transaction."""
-    return as_json(await service.tasks.submit_batch(body.tasks, children_only=caller.children_only))
+    result = await service.tasks.submit_batch(
+        body.tasks, children_only=caller.children_only, full=not minimal
+    )
+    return minimal_json(result, minimal)
 
 
 @router.get(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..config import Settings
 from ..schemas.leases import (
@@ -25,8 +23,9 @@ from ..schemas.leases import (
 from ..schemas.tasks import Task
 from ..store import leases as store
 from ..store.common import Row, dumps
-from ..store.db import Database
+from ..store.db import AnyConnection, Database
 from ..store.notify import WorkListener
+from .coalesce import Coalescer
 from .errors import DomainError, InvalidInput, LeaseConflict, LeaseGone, NotFound, TooLarge
 from .ids import parse_lease_id
 from .retry import retry_aborted
@@ -43,6 +42,7 @@ class LeaseService:
         self.db = db
         self.settings = settings
         self.listener = listener
+        self._completer: Coalescer[store.Completion, Row] = Coalescer(self._complete_items)
 
     # -- leasing --------------------------------------------------------------------
 
@@ -81,7 +81,8 @@ class LeaseService:
     async def _claim_once(
         self, req: LeaseRequest, lease_seconds: float, n: int
     ) -> tuple[list[Lease], bool]:
-        async with self.db.transaction() as conn:
+        # The claim is one statement: run on its own, it costs one round trip.
+        async with self.db.autocommit() as conn:
             claim = await store.claim(
                 conn,
                 worker=req.worker_id,
@@ -90,26 +91,37 @@ class LeaseService:
                 types=req.types,
                 groups=req.groups,
             )
-            granted = list(claim.granted)
-            trimmed = False
-            if claim.limited:
-                free = await store.lock_groups_and_count(conn, [g for _, g, _ in claim.limited])
-                admit = []
-                for task_id, group, _ in claim.limited:
-                    slots = free.get(group)
-                    if slots is None or slots > 0:
-                        admit.append(task_id)
-                        if slots is not None:
-                            free[group] = slots - 1
-                    else:
-                        trimmed = True
-                granted += await store.grant(
-                    conn, admit, worker=req.worker_id, lease_seconds=lease_seconds
-                )
-                granted.sort(key=lambda r: (r["priority"], r["seq"]))
+        granted = list(claim.granted)
+        trimmed = False
+        if claim.limited:
+            admitted, trimmed = await self._admit(req, lease_seconds, claim.limited)
+            granted += admitted
+            granted.sort(key=lambda r: (r["priority"], r["seq"]))
         if self.on_grant is not None and granted:
             self.on_grant(granted)
         return [lease_view(r) for r in granted], trimmed
+
+    async def _admit(
+        self, req: LeaseRequest, lease_seconds: float, limited: Sequence[tuple[str, str, int]]
+    ) -> tuple[list[Row], bool]:
+        """Grant candidates of concurrency-limited groups while their groups have free
+        slots, counted and granted under the groups' locks; True if some did not fit."""
+        async with self.db.transaction() as conn:
+            free = await store.lock_groups_and_count(conn, [g for _, g, _ in limited])
+            admit = []
+            trimmed = False
+            for task_id, group, _ in limited:
+                slots = free.get(group)
+                if slots is None or slots > 0:
+                    admit.append(task_id)
+                    if slots is not None:
+                        free[group] = slots - 1
+                else:
+                    trimmed = True
+            granted = await store.grant(
+                conn, admit, worker=req.worker_id, lease_seconds=lease_seconds
+            )
+        return granted, trimmed
 
     # -- calls on a held lease ------------------------------------------------------
 
@@ -121,7 +133,7 @@ class LeaseService:
         return parsed
 
     @staticmethod
-    async def _explain(conn: AsyncConnection, task_id: str, token: str) -> DomainError:
+    async def _explain(conn: AnyConnection, task_id: str, token: str) -> DomainError:
         """Why a fenced call matched nothing."""
         row = await store.lease_standing(conn, task_id)
         if row is None:
@@ -167,7 +179,7 @@ class LeaseService:
         extend = None
         if body.extend_seconds is not None:
             extend = min(body.extend_seconds, self.settings.max_lease_seconds)
-        async with self.db.transaction() as conn:
+        async with self.db.autocommit() as conn:  # one statement: one round trip
             row = await store.heartbeat(
                 conn,
                 task_id,
@@ -208,20 +220,45 @@ class LeaseService:
             actual_io=body.actual_io.as_tuple() if body.actual_io else None,
         )
 
-    @retry_aborted
     async def complete(self, lease_id: str, body: Complete) -> Task:
-        """Report success."""
+        """Report success (group-committed with the completions arriving meanwhile)."""
         task_id, token = self._parse(lease_id)
         self._check_state(body.state, "state")
-        async with self.db.transaction() as conn:
-            rows = await store.complete(conn, [self._completion(task_id, token, body)])
-            if task_id not in rows:
-                raise await self._explain(conn, task_id, token)
-        return task_view(rows[task_id])
+        # A refused completion raises its own explanation (404/409/410) here.
+        return task_view(await self._completer(self._completion(task_id, token, body)))
 
     @retry_aborted
-    async def complete_batch(self, body: CompleteBatch) -> CompleteBatchResult:
-        """Complete many leases in one transaction; each item answers on its own."""
+    async def _complete_items(self, items: Sequence[store.Completion]) -> list[Row | DomainError]:
+        """Complete the items in one statement; each answers its row, or why not.
+
+        A lease named again after its first item is answered as if sent after it: it is
+        not completed twice (the first wins; the repeat is explained, as 409).
+        """
+        firsts: dict[tuple[str, str], int] = {}
+        for i, c in enumerate(items):
+            firsts.setdefault((c.task_id, c.token), i)
+        answers: list[Row | DomainError] = []
+        # One statement completes them all; the explanations after it only read.
+        async with self.db.autocommit() as conn:
+            rows = await store.complete(conn, [items[i] for i in firsts.values()])
+            for i, c in enumerate(items):
+                row = rows.get(c.task_id)
+                # Rows are by task: another item's token may have completed this task.
+                if (
+                    firsts[(c.task_id, c.token)] == i
+                    and row is not None
+                    and (str(row["lease_token"]) == c.token)
+                ):
+                    answers.append(row)
+                else:
+                    answers.append(await self._explain(conn, c.task_id, c.token))
+        return answers
+
+    async def complete_batch(
+        self, body: CompleteBatch, *, full: bool = True
+    ) -> CompleteBatchResult:
+        """Complete many leases in one statement; each item answers on its own.
+        ``full=False`` answers each task's status without its whole record."""
         limit = self.settings.max_batch_size
         if len(body.items) > limit:  # the same bound as a submit batch
             raise InvalidInput.at(
@@ -230,46 +267,37 @@ class LeaseService:
                 "too_long",
                 detail=f"a batch holds at most {limit} items",
             )
-        errors: dict[int, DomainError] = {}
+        answers: dict[int, Row | DomainError] = {}
         items: dict[int, store.Completion] = {}
-        # A lease named again later in the batch is answered as if sent after the first:
-        # it is not completed twice (the first one wins, the repeat is explained below).
-        repeats: dict[int, tuple[str, str]] = {}
-        named: set[tuple[str, str]] = set()
         for i, item in enumerate(body.items):
             parsed = parse_lease_id(item.lease_id)
             if parsed is None:
-                errors[i] = NotFound(f"no lease {item.lease_id!r}")
+                answers[i] = NotFound(f"no lease {item.lease_id!r}")
                 continue
             try:
                 self._check_state(item.state, f"items[{i}].state")
             except TooLarge as exc:
-                errors[i] = exc
+                answers[i] = exc
                 continue
-            if parsed in named:
-                repeats[i] = parsed
-                continue
-            named.add(parsed)
             items[i] = self._completion(*parsed, item)
-        rows: Mapping[str, Any] = {}
-        async with self.db.transaction() as conn:
-            if items:
-                rows = await store.complete(conn, list(items.values()))
-            for i, c in items.items():
-                row = rows.get(c.task_id)
-                # Rows are by task: another item's token may have completed this task.
-                if row is None or str(row["lease_token"]) != c.token:
-                    errors[i] = await self._explain(conn, c.task_id, c.token)
-            for i, (task_id, token) in repeats.items():
-                errors[i] = await self._explain(conn, task_id, token)
+        if items:
+            answers.update(
+                zip(items, await self._complete_items(list(items.values())), strict=True)
+            )
         results = []
         for i, item in enumerate(body.items):
-            if i in errors:
-                problem = errors[i].as_problem()
-                results.append(CompleteItemResult(lease_id=item.lease_id, ok=False, error=problem))
+            answer = answers[i]
+            if isinstance(answer, DomainError):
+                results.append(
+                    CompleteItemResult(lease_id=item.lease_id, ok=False, error=answer.as_problem())
+                )
             else:
-                task = task_view(rows[items[i].task_id])
-                results.append(CompleteItemResult(lease_id=item.lease_id, ok=True, task=task))
+                task = task_view(answer) if full else None
+                results.append(
+                    CompleteItemResult(
+                        lease_id=item.lease_id, ok=True, status=answer["status"], task=task
+                    )
+                )
         return CompleteBatchResult(results=results)
 
     @retry_aborted

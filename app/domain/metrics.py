@@ -158,7 +158,7 @@ def instrument(metrics: Metrics, *, tasks: Any, leases: Any, sweeper: Any) -> No
     _wrap(
         leases,
         "complete_batch",
-        lambda r, _: metrics.ended([i.task.status for i in r.results if i.ok and i.task]),
+        lambda r, _: metrics.ended([i.status for i in r.results if i.ok and i.status]),
     )
     _wrap(leases, "fail", lambda r, _: metrics.ended([r.status]))
     _wrap(sweeper, "sweep_once", lambda r, _: metrics.swept(r))

@@ -32,7 +32,7 @@ class Taskmill:
         self.sweeper = Sweeper(
             self.db, settings.sweep_interval_seconds, Retention(self.db, settings)
         )
-        self.tasks = TaskService(self.db, settings)
+        self.tasks = TaskService(self.db, settings, self.listener)
         self.leases = LeaseService(self.db, settings, self.listener)
         self.groups = GroupService(self.db)
         self.tags = TagService(self.db)

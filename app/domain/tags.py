@@ -68,7 +68,7 @@ class TagService:
             if field not in queries.METRIC_COLUMNS:
                 known = ", ".join(queries.METRIC_COLUMNS)
                 raise InvalidInput.at(function, f"{field!r} is not a numeric field ({known})")
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(custom_plans=True) as conn:
             rows = await queries.aggregate(conn, flt, group_by, metrics, limit + 1)
         groups = []
         for row in rows[:limit]:
@@ -84,7 +84,7 @@ class TagService:
         """Each value of ``key`` with its task count, count descending."""
         if not TAG_KEY_RE.fullmatch(key):
             raise InvalidInput.at("key", "tag keys are 1-64 characters of [A-Za-z0-9_.:/-]")
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(custom_plans=True) as conn:
             rows = await queries.tag_values(conn, key, statuses, prefix, limit)
         return TagValues(values=[TagValue(value=v, count=n) for v, n in rows])
 
@@ -109,7 +109,7 @@ class TagService:
         )
         if flt.is_empty():
             raise InvalidInput.at("filter", "give at least one of tags, status, type, group")
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(custom_plans=True) as conn:
             ids = await queries.live_ids(conn, flt)
             rows = await tree.cancel(conn, ids) if ids else {}
         cancelling = sum(1 for r in rows.values() if r["status"] == "cancelling")

@@ -6,6 +6,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,7 +24,9 @@ from ..store import queries, tree
 from ..store import tasks as store
 from ..store.common import Row, dumps
 from ..store.db import Database
+from ..store.notify import WorkListener
 from .access import require_children
+from .coalesce import Coalescer
 from .errors import (
     Busy,
     DuplicateRejected,
@@ -49,6 +52,28 @@ TaskFilter = queries.TaskFilter
 _MAX_DEDUP_ROUNDS = 100
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What became of one submission: the task's row (none for a rejected duplicate)."""
+
+    outcome: Literal["created", "superseded", "deduplicated", "rejected"]
+    row: Row | None = None
+    replaced_task_id: str | None = None
+    existing_task_id: str | None = None
+
+    def result(self, *, full: bool = True) -> BatchItemResult:
+        """The wire form; ``full=False`` leaves out the task record (id and status stay)."""
+        row = self.row
+        return BatchItemResult(
+            outcome=self.outcome,
+            task_id=None if row is None else row["id"],
+            status=None if row is None else row["status"],
+            task=task_view(row) if full and row is not None else None,
+            replaced_task_id=self.replaced_task_id,
+            existing_task_id=self.existing_task_id,
+        )
+
+
 @dataclass(slots=True)
 class _Pending:
     index: int
@@ -59,9 +84,11 @@ class _Pending:
 class TaskService:
     """Submitting and reading tasks."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, listener: WorkListener) -> None:
         self.db = db
         self.settings = settings
+        self.listener = listener
+        self._inserter: Coalescer[store.NewTask, Row] = Coalescer(self._insert_rows)
 
     # -- submitting -----------------------------------------------------------------
 
@@ -103,16 +130,43 @@ class TaskService:
             prepared.append(_Pending(index, item, new))
         return prepared
 
-    @retry_aborted
     async def _apply(
         self, prepared: list[_Pending], *, children_only: bool = False
-    ) -> list[BatchItemResult]:
-        """Apply submissions in order in one transaction, as if submitted one by one.
+    ) -> list[_Outcome]:
+        """Apply submissions in order, atomically, as if submitted one by one; then wake
+        the long polls if any of them is leasable now."""
+        if any(p.new.dedup_key or p.new.parent_id for p in prepared):
+            results = await self._apply_in_transaction(prepared, children_only=children_only)
+        else:
+            results = await self._insert_plain(prepared)
+        if any(r.row is not None and r.row["status"] == "pending" for r in results):
+            self.listener.announce()  # after the commit: see WorkListener.announce
+        return results
 
-        Runs of skip/reject items go to the database as one statement; a supersede item
-        is applied on its own, in its place in the order.
-        """
-        results: dict[int, BatchItemResult] = {}
+    async def _insert_plain(self, prepared: list[_Pending]) -> list[_Outcome]:
+        """Tasks without a key or a parent: nothing to look up or lock first, so one
+        INSERT does it, on its own (no BEGIN/COMMIT round trips). A single submit is
+        group-committed with the single submits arriving meanwhile."""
+        if len(prepared) == 1:
+            rows = [await self._inserter(prepared[0].new)]
+        else:
+            rows = await self._insert_rows([p.new for p in prepared])
+        return [_Outcome("created", row) for row in rows]
+
+    @retry_aborted
+    async def _insert_rows(self, new: Sequence[store.NewTask]) -> list[Row]:
+        """Insert tasks that have neither a key nor a parent; their rows in order."""
+        async with self.db.autocommit() as conn:
+            rows = await store.insert_tasks(conn, new)
+        return [rows[t.id] for t in new]
+
+    @retry_aborted
+    async def _apply_in_transaction(
+        self, prepared: list[_Pending], *, children_only: bool
+    ) -> list[_Outcome]:
+        """Keys or parents: one transaction. Runs of skip/reject items go to the database
+        as one statement; a supersede item is applied on its own, in its place."""
+        results: dict[int, _Outcome] = {}
         deduplicated: list[str] = []
         async with self.db.transaction() as conn:
             await self._adopt(conn, prepared, children_only=children_only)
@@ -196,7 +250,7 @@ class TaskService:
         self,
         conn: AsyncConnection,
         todo: list[_Pending],
-        results: dict[int, BatchItemResult],
+        results: dict[int, _Outcome],
         deduplicated: list[str],
     ) -> None:
         """Insert skip/reject items; answer the held keys from their live holders."""
@@ -207,9 +261,7 @@ class TaskService:
             conflicts = [p for p in todo if p.new.id not in inserted]
             for p in todo:
                 if p.new.id in inserted:
-                    results[p.index] = BatchItemResult(
-                        outcome="created", task=task_view(inserted[p.new.id])
-                    )
+                    results[p.index] = _Outcome("created", inserted[p.new.id])
             keys = sorted({(p.new.type, p.new.dedup_key or "") for p in conflicts})
             holders = await store.live_holders(conn, keys)
             todo = []
@@ -218,17 +270,13 @@ class TaskService:
                 if holder is None:
                     todo.append(p)  # the holder finished meanwhile: insert again
                 elif p.item.on_duplicate == "reject":
-                    results[p.index] = BatchItemResult(
-                        outcome="rejected", existing_task_id=holder["id"]
-                    )
+                    results[p.index] = _Outcome("rejected", existing_task_id=holder["id"])
                 else:
                     deduplicated.append(holder["id"])
-                    results[p.index] = BatchItemResult(
-                        outcome="deduplicated", task=task_view(holder)
-                    )
+                    results[p.index] = _Outcome("deduplicated", holder)
         raise Busy("a dedup key kept changing hands; try again")
 
-    async def _supersede(self, conn: AsyncConnection, p: _Pending) -> BatchItemResult:
+    async def _supersede(self, conn: AsyncConnection, p: _Pending) -> _Outcome:
         """Latest value wins: retire the key's live holder and put this task in its place.
 
         Supersedes of one key queue on the key's lock, so each finds the holder the one
@@ -244,7 +292,7 @@ class TaskService:
             if holder is None:
                 inserted = await self._create(conn, [new])
                 if new.id in inserted:
-                    return BatchItemResult(outcome="created", task=task_view(inserted[new.id]))
+                    return _Outcome("created", inserted[new.id])
                 continue  # a skip or reject submit took the free key first: supersede it
             unstarted = holder["status"] in UNSTARTED and holder["phase"] == Phase.EXECUTE
             # The state handoff follows only predecessors that ran or hold state, so a long
@@ -258,9 +306,7 @@ class TaskService:
             )
             inserted = await self._create(conn, [replacement])
             row = inserted[new.id]  # the key is ours: we retired its holder under its lock
-            return BatchItemResult(
-                outcome="superseded", task=task_view(row), replaced_task_id=holder["id"]
-            )
+            return _Outcome("superseded", row, replaced_task_id=holder["id"])
         raise Busy("a dedup key kept changing hands; try again")
 
     async def submit(self, item: TaskSubmit, *, children_only: bool = False) -> SubmitResult:
@@ -278,17 +324,18 @@ class TaskService:
                 f"a live task of type {item.type!r} holds dedup key {item.dedup_key!r}",
                 existing_task_id=result.existing_task_id,
             )
-        assert result.task is not None
+        assert result.row is not None
         return SubmitResult(
             outcome=result.outcome,
-            task=result.task,
+            task=task_view(result.row),
             replaced_task_id=result.replaced_task_id,
         )
 
     async def submit_batch(
-        self, items: Sequence[TaskSubmit], *, children_only: bool = False
+        self, items: Sequence[TaskSubmit], *, children_only: bool = False, full: bool = True
     ) -> BatchSubmitResult:
-        """Validate all items, then apply them in order in one transaction."""
+        """Validate all items, then apply them in order in one transaction. ``full=False``
+        answers each task's id and status without its whole record."""
         if len(items) > self.settings.max_batch_size:
             limit = self.settings.max_batch_size
             raise InvalidInput.at(
@@ -300,7 +347,8 @@ class TaskService:
         if children_only:
             require_children(items, batch=True)
         prepared = self._prepare(items, batch=True)
-        return BatchSubmitResult(results=await self._apply(prepared, children_only=children_only))
+        outcomes = await self._apply(prepared, children_only=children_only)
+        return BatchSubmitResult(results=[o.result(full=full) for o in outcomes])
 
     # -- reading --------------------------------------------------------------------
 
@@ -343,7 +391,7 @@ class TaskService:
     async def list(self, flt: TaskFilter, cursor: str | None, limit: int) -> TaskList:
         """A page of tasks in id order; ``cursor`` continues after the previous page."""
         after = _decode_cursor(cursor) if cursor else None
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(custom_plans=True) as conn:
             rows = await queries.list_tasks(conn, flt, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]

@@ -8,13 +8,21 @@ from ..schemas.tasks import Children, LeaseInfo, Progress, RetryPolicy, Task
 from ..store.common import Row
 from .ids import lease_id
 
+# The columns of expected ("exp") and actual ("act") I/O, named once: views are built
+# for every item of a batch answer.
+_IO_COLUMNS = {
+    prefix: tuple(f"{prefix}_{k}_bytes" for k in ("read", "write", "net_rx", "net_tx"))
+    for prefix in ("exp", "act")
+}
+
 
 def _io(row: Row, prefix: str) -> IO | None:
-    values = [row[f"{prefix}_{k}_bytes"] for k in ("read", "write", "net_rx", "net_tx")]
-    if all(v is None for v in values):
+    read, write, rx, tx = (row[column] for column in _IO_COLUMNS[prefix])
+    if read is None and write is None and rx is None and tx is None:
         return None
-    read, write, rx, tx = (v or 0 for v in values)
-    return IO(read_bytes=read, write_bytes=write, net_rx_bytes=rx, net_tx_bytes=tx)
+    return IO(
+        read_bytes=read or 0, write_bytes=write or 0, net_rx_bytes=rx or 0, net_tx_bytes=tx or 0
+    )
 
 
 def task_view(row: Row) -> Task:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from .common import IO, Json, JsonObject, Model, Name, TaskType, Text, check_json
-from .tasks import Phase, Progress, Task
+from .tasks import Phase, Progress, Status, Task
 
 
 class LeaseRequest(Model):
@@ -138,7 +138,12 @@ class CompleteItemResult(BaseModel):
 
     lease_id: str
     ok: bool
-    task: Task | None = None
+    status: Status | None = Field(default=None, description="the task's status, when ok")
+    task: Task | None = Field(
+        default=None,
+        description="the task's whole record when ok, unless the request said "
+        "`Prefer: return=minimal`",
+    )
     error: dict[str, Any] | None = Field(
         default=None, description="problem+json body explaining why this item was refused"
     )

@@ -165,7 +165,14 @@ class BatchItemResult(BaseModel):
     """One item's outcome in a batch, in input order."""
 
     outcome: Literal["created", "superseded", "deduplicated", "rejected"]
-    task: Task | None = None
+    task_id: str | None = Field(
+        default=None, description="the created, superseding or holding task (not for rejected)"
+    )
+    status: Status | None = Field(default=None, description="that task's status")
+    task: Task | None = Field(
+        default=None,
+        description="that task's whole record, unless the request said `Prefer: return=minimal`",
+    )
     replaced_task_id: str | None = None
     existing_task_id: str | None = None
 

@@ -4,12 +4,14 @@ channel, and the SQL that writes the outbox and wakes long polls."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeAlias
 
+import asyncpg
 from sqlalchemy import RowMapping
 
-#: A result row, addressed by column name.
-Row = RowMapping
+#: A result row addressed by column name: SQLAlchemy's ``RowMapping``, or asyncpg's
+#: ``Record`` where a statement ran on the driver itself (the hot paths, see store.db).
+Row: TypeAlias = RowMapping | asyncpg.Record
 
 #: LISTEN/NOTIFY channel that wakes long-polling lease requests on every replica.
 WORK_CHANNEL = "taskmill_work"

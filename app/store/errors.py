@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+import asyncpg
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 
 class StoreError(Exception):
@@ -42,20 +43,37 @@ _RETRYABLE_STATES = {"40P01", "40001"}
 _UNAVAILABLE_STATES = {"57P01", "57P02", "57P03", "53300"}
 
 
-def translate(exc: DBAPIError) -> Exception:
-    """Map a driver error to a store error where we know its meaning, else return it as is."""
-    cause = getattr(exc.orig, "__cause__", None)
-    if getattr(cause, "sqlstate", None) in _RETRYABLE_STATES:
-        return Retryable(str(exc.orig))
-    if isinstance(exc, IntegrityError):
+def _by_state(cause: object, message: str) -> Exception | None:
+    """The store error for asyncpg's exception ``cause``, by SQLSTATE and constraint name."""
+    state = str(getattr(cause, "sqlstate", None) or "")
+    if state in _RETRYABLE_STATES:
+        return Retryable(message)
+    if state.startswith("23"):  # integrity_constraint_violation
         name = getattr(cause, "constraint_name", None)
         if name in _CONSTRAINTS:
             return _CONSTRAINTS[name](name)
         if name is not None and name.startswith(("ex_tasks_", "ck_tasks_", "uq_tasks_leased")):
             return Invariant(f"{name}: {cause}")
+    if state in _UNAVAILABLE_STATES or state.startswith("08"):
+        return Unavailable(message)
+    return None
+
+
+def translate(exc: DBAPIError) -> Exception:
+    """Map an error of SQLAlchemy's layer to a store error where we know its meaning,
+    else return it as is."""
+    cause = getattr(exc.orig, "__cause__", None)
+    known = _by_state(cause, str(exc.orig))
+    if known is not None:
+        return known
     if exc.connection_invalidated or isinstance(exc, InterfaceError | OperationalError):
         return Unavailable(str(exc.orig))
-    state = str(getattr(cause, "sqlstate", None) or "")
-    if state in _UNAVAILABLE_STATES or state.startswith("08"):
-        return Unavailable(str(exc.orig))
     return exc
+
+
+def translate_driver(exc: asyncpg.PostgresError | asyncpg.InterfaceError) -> Exception:
+    """The same mapping for an error raised by asyncpg itself (``Database.autocommit``)."""
+    if isinstance(exc, asyncpg.InterfaceError):  # the connection is closed or broken
+        return Unavailable(str(exc))
+    known = _by_state(exc, str(exc))
+    return exc if known is None else known

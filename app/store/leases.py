@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.lifecycle import (
@@ -29,6 +29,7 @@ from ..domain.lifecycle import (
     status_sql,
 )
 from .common import Row, dumps, notify_once, outbox
+from .db import AnyConnection, Statement
 
 # Groups that may not receive a lease now: paused, or at their concurrency limit.
 # Evaluated once per claim (an InitPlan), so the claim stays an index scan on
@@ -39,6 +40,9 @@ _BLOCKED_GROUPS = f"""ARRAY(
         SELECT count(*) FROM tasks r WHERE r.group_name = g.name AND r.{LEASED_PREDICATE}
     ))
 )"""
+
+# A task not yet started may still be leased only before its TTL deadline.
+_TTL_OPEN = "({t}.ttl_deadline IS NULL OR {t}.started_at IS NOT NULL OR {t}.ttl_deadline > now())"
 
 _GRANT = f"""
     UPDATE tasks t SET status = {status_sql(Event.LEASE)},
@@ -73,7 +77,7 @@ _PREVIOUS_STATE = """LEFT JOIN LATERAL (
 ) ps ON u.state_from IS NOT NULL"""
 
 
-def _claim_sql(types: bool, groups: bool) -> TextClause:
+def _claim_sql(types: bool, groups: bool) -> Statement:
     filters = ""
     if types:
         filters += " AND c.type = ANY(CAST(:types AS text[]))"
@@ -85,8 +89,9 @@ def _claim_sql(types: bool, groups: bool) -> TextClause:
     # disjoint rows): those outside concurrency-limited groups are granted at once, the
     # limited ones handed back still locked (task columns NULL) for the caller to admit
     # under the group's lock.
-    return text(
-        f"""
+    return Statement(
+        text(
+            f"""
 WITH hook AS MATERIALIZED (
     SELECT c.id FROM tasks c
     WHERE c.{CANCEL_CLAIMABLE_PREDICATE}{filters}
@@ -102,7 +107,7 @@ WITH hook AS MATERIALIZED (
         (SELECT g.max_concurrency FROM groups g WHERE g.name = c.group_name) AS group_limit
     FROM tasks c
     WHERE c.status = 'pending'{filters}
-      AND (c.ttl_deadline IS NULL OR c.started_at IS NOT NULL OR c.ttl_deadline > now())
+      AND {_TTL_OPEN.format(t="c")}
       AND (c.group_name IS NULL OR c.group_name <> ALL({_BLOCKED_GROUPS}))
     ORDER BY c.priority, c.seq
     LIMIT :n
@@ -128,6 +133,7 @@ UNION ALL
 SELECT picked.id, picked.group_name, picked.group_limit, u.*, ps.state
 FROM picked LEFT JOIN upd u ON u.id = picked.id {_PREVIOUS_STATE}
 """
+        )
     )
 
 
@@ -143,7 +149,7 @@ class Claim:
 
 
 async def claim(
-    conn: AsyncConnection,
+    conn: AnyConnection,
     *,
     worker: str,
     n: int,
@@ -152,16 +158,19 @@ async def claim(
     groups: Sequence[str] | None,
 ) -> Claim:
     """Lease up to ``n`` tasks: cancel-phase runs first, then pending tasks in priority,
-    then enqueue order."""
+    then enqueue order.
+
+    On a driver connection outside a transaction (one round trip) the limited-group
+    candidates come back unlocked: :func:`grant` re-checks them under the groups' locks.
+    """
     params: dict[str, Any] = {"worker": worker, "n": n, "secs": lease_seconds}
     if types:
         params["types"] = list(types)
     if groups:
         params["groups"] = list(groups)
-    result = await conn.execute(_CLAIM_SQL[(bool(types), bool(groups))], params)
     granted: list[Row] = []
     limited: list[tuple[str, str, int]] = []
-    for row in result.mappings():
+    for row in await _CLAIM_SQL[(bool(types), bool(groups))].rows(conn, params):
         if row["id"] is not None:
             granted.append(row)
         else:
@@ -200,7 +209,10 @@ _GRANT_IDS_SQL = text(
     f"""
 WITH upd AS (
     {_GRANT}
+    -- Re-checked: the claim that found these may have run outside a transaction, so
+    -- they were not locked since (another claimer, a pause or the TTL may have come).
     WHERE t.id = ANY(CAST(:ids AS text[])) AND t.status = 'pending'
+      AND {_TTL_OPEN.format(t="t")}
     RETURNING t.*
 ), ev AS ({outbox("upd", events_sql(Event.LEASE), _LEASED_EXTRA)})
 SELECT u.*, ps.state AS previous_state FROM upd u {_PREVIOUS_STATE}
@@ -212,7 +224,7 @@ ORDER BY u.priority, u.seq
 async def grant(
     conn: AsyncConnection, ids: Sequence[str], *, worker: str, lease_seconds: float
 ) -> list[Row]:
-    """Lease the given (already row-locked) pending tasks."""
+    """Lease those of the given tasks that are still pending (under the groups' locks)."""
     if not ids:
         return []
     result = await conn.execute(
@@ -234,25 +246,27 @@ _SLOT_FREED = """EXISTS (SELECT 1 FROM groups g
 _NOTIFY_LEASABLE = notify_once("upd", f"u.status = 'pending' OR {_SLOT_FREED}")
 
 
-async def lease_standing(conn: AsyncConnection, task_id: str) -> Row | None:
-    """The task's lease columns, to explain why a fenced call matched nothing."""
-    result = await conn.execute(
-        text(
-            "SELECT id, status, phase, cancel_reason, superseded_by,"
-            " CAST(lease_token AS text) AS lease_token,"
-            " coalesce(lease_expires_at > now(), false) AS unexpired FROM tasks WHERE id = :id"
-        ),
-        {"id": task_id},
+_STANDING_SQL = Statement(
+    text(
+        "SELECT id, status, phase, cancel_reason, superseded_by,"
+        " CAST(lease_token AS text) AS lease_token,"
+        " coalesce(lease_expires_at > now(), false) AS unexpired FROM tasks WHERE id = :id"
     )
-    return result.mappings().first()
+)
+
+
+async def lease_standing(conn: AnyConnection, task_id: str) -> Row | None:
+    """The task's lease columns, to explain why a fenced call matched nothing."""
+    return await _STANDING_SQL.first(conn, {"id": task_id})
 
 
 _PROGRESS_EXTRA = "jsonb_build_object('progress', u.progress)"
 
 # A revoked lease never outlives its cancel_deadline, whatever the heartbeats ask
 # (least() ignores the NULL deadline of a lease that was not revoked).
-_HEARTBEAT_SQL = text(
-    f"""
+_HEARTBEAT_SQL = Statement(
+    text(
+        f"""
 WITH upd AS (
     UPDATE tasks t SET
         lease_expires_at = least(
@@ -268,11 +282,12 @@ WITH upd AS (
 ), ev AS ({outbox("progressed", "ARRAY['task.progress']", _PROGRESS_EXTRA)})
 SELECT * FROM upd
 """
+    )
 )
 
 
 async def heartbeat(
-    conn: AsyncConnection,
+    conn: AnyConnection,
     task_id: str,
     token: str,
     *,
@@ -282,8 +297,8 @@ async def heartbeat(
     has_state: bool,
 ) -> Row | None:
     """Extend a live (running or cancelling) lease; record progress and state."""
-    result = await conn.execute(
-        _HEARTBEAT_SQL,
+    return await _HEARTBEAT_SQL.first(
+        conn,
         {
             "id": task_id,
             "token": token,
@@ -293,7 +308,6 @@ async def heartbeat(
             "has_state": has_state,
         },
     )
-    return result.mappings().first()
 
 
 _STATE_SQL = text(
@@ -326,8 +340,9 @@ _CHILD_FAILED_NOW = (
 # Live children: the task waits for them (then finalizes); a fail_fast parent whose child
 # failed permanently fails instead; a task that spawned children always gets its finalize
 # lease, also when they all ended before it reported (lifecycle: complete).
-_COMPLETE_SQL = text(
-    f"""
+_COMPLETE_SQL = Statement(
+    text(
+        f"""
 WITH src AS (
     SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:tokens AS uuid[]),
         CAST(:results AS text[]), CAST(:states AS text[]), CAST(:has_states AS boolean[]),
@@ -354,6 +369,7 @@ WITH src AS (
 SELECT upd.*, {_NOTIFY_LEASABLE} AS notified
 FROM upd
 """
+    )
 )
 
 
@@ -369,11 +385,11 @@ class Completion:
     actual_io: tuple[int, int, int, int] | None
 
 
-async def complete(conn: AsyncConnection, items: Sequence[Completion]) -> dict[str, Row]:
+async def complete(conn: AnyConnection, items: Sequence[Completion]) -> dict[str, Row]:
     """Complete every item whose lease is held and live (one statement); rows by task id."""
     io = [c.actual_io for c in items]
-    result = await conn.execute(
-        _COMPLETE_SQL,
+    rows = await _COMPLETE_SQL.rows(
+        conn,
         {
             "ids": [c.task_id for c in items],
             "tokens": [c.token for c in items],
@@ -386,7 +402,7 @@ async def complete(conn: AsyncConnection, items: Sequence[Completion]) -> dict[s
             "act_tx": [x[3] if x else None for x in io],
         },
     )
-    return {row["id"]: row for row in result.mappings()}
+    return {row["id"]: row for row in rows}
 
 
 # Retry delay in seconds: the worker's retry_after if given, else the task's backoff

@@ -17,7 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.lifecycle import BLOCKER_SQL, LIVE_PREDICATE
-from .common import Row, dumps, notify_once, outbox
+from .common import Row, dumps, outbox
+from .db import AnyConnection, Statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +57,12 @@ _CREATED_EXTRA = (
 # pause either sees these rows or is seen by them), insert in input order, skip rows whose
 # dedup key is held (the partial unique index decides, also against rows inserted earlier
 # in this same statement). A child joins its parent's fence; a keyed root starts one.
-# Unkeyed rows are final here: their event and NOTIFY go out now. Keyed rows get theirs
-# from the second statement (_SETTLE_SQL), once their status is known.
-_INSERT_SQL = text(
-    f"""
+# Unkeyed rows are final here: their event goes out now. Keyed rows get theirs from the
+# second statement (_SETTLE_SQL), once their status is known. Neither NOTIFYs: the use
+# case announces pending work after its commit (store.notify.WorkListener.announce).
+_INSERT_SQL = Statement(
+    text(
+        f"""
 WITH grp AS (
     SELECT name, paused FROM groups
     WHERE name = ANY(CAST(:group_names AS text[])) FOR SHARE
@@ -110,16 +113,18 @@ WITH grp AS (
 ), final AS (
     SELECT * FROM ins WHERE dedup_key IS NULL
 ), ev AS ({outbox("final", "ARRAY['task.created']", _CREATED_EXTRA)})
-SELECT ins.*, {notify_once("final", "u.status = 'pending'")} AS notified
-FROM ins
+SELECT * FROM ins
 """
+    )
 )
 
 
-async def insert_tasks(conn: AsyncConnection, new: Sequence[NewTask]) -> dict[str, Row]:
+async def insert_tasks(conn: AnyConnection, new: Sequence[NewTask]) -> dict[str, Row]:
     """Insert the tasks whose dedup key is free; return the inserted rows by id.
 
-    Keyed rows must then go through :func:`settle` in the same transaction.
+    Keyed rows must then go through :func:`settle` in the same transaction. Tasks with
+    neither a key nor a parent need nothing else: they may be inserted on a driver
+    connection outside a transaction (the statement commits itself).
     """
     params = {
         "group_names": sorted({t.group_name for t in new if t.group_name}),
@@ -147,8 +152,7 @@ async def insert_tasks(conn: AsyncConnection, new: Sequence[NewTask]) -> dict[st
         "state_froms": [t.state_from for t in new],
         "supersedes": [t.supersedes for t in new],
     }
-    result = await conn.execute(_INSERT_SQL, params)
-    return {row["id"]: row for row in result.mappings()}
+    return {row["id"]: row for row in await _INSERT_SQL.rows(conn, params)}
 
 
 # The second statement of a keyed submit (lifecycle: block). Its snapshot is fresh, so it
@@ -178,8 +182,7 @@ WITH b AS (
         b.parent_id, coalesce(upd.status, b.status) AS status, upd.blocked_on
     FROM b LEFT JOIN upd ON upd.id = b.id
 ), ev AS ({outbox("final", "ARRAY['task.created']", _CREATED_EXTRA)})
-SELECT upd.*, {notify_once("final", "u.status = 'pending'")} AS notified
-FROM upd
+SELECT * FROM upd
 """
 )
 

@@ -638,8 +638,15 @@ async def test_batch_complete_completes_many(client: httpx.AsyncClient) -> None:
     ids = [x["task"]["id"] for x in r.json()["results"]]
     leases = await lease(client, n=50)
     items = [{"lease_id": x["lease_id"], "result": x["task"]["payload"] * 2} for x in leases]
-    r = await client.post("/leases/complete", json={"items": items})
-    assert all(x["ok"] for x in r.json()["results"])
+    items.append(dict(items[0]))  # named twice: the repeat is refused, not completed again
+    r = await client.post(
+        "/leases/complete", json={"items": items}, headers={"Prefer": "return=minimal"}
+    )
+    assert r.headers["preference-applied"] == "return=minimal"
+    results = r.json()["results"]
+    assert all(x["ok"] and x["status"] == "completed" and x["task"] is None for x in results[:-1])
+    assert not results[-1]["ok"] and results[-1]["error"]["status"] == 409
+    assert results[-1]["status"] is None
     listing = (await client.get("/tasks", params={"status": "completed", "limit": 100})).json()
     assert {t["id"]: t["result"] for t in listing["tasks"]} == {
         task_id: i * 2 for i, task_id in enumerate(ids)

@@ -359,13 +359,46 @@ async def test_batch_deduplicates_against_existing_tasks(client: httpx.AsyncClie
     results = r.json()["results"]
     assert results[0] == {
         "outcome": "rejected",
+        "task_id": None,
+        "status": None,
         "task": None,
         "replaced_task_id": None,
         "existing_task_id": holder["id"],
     }
     assert results[1]["outcome"] == "deduplicated"
-    assert results[1]["task"]["id"] == holder["id"]
+    assert results[1]["task"]["id"] == results[1]["task_id"] == holder["id"]
+    assert results[1]["status"] == results[1]["task"]["status"] == "pending"
     assert results[2]["outcome"] == "created"
+
+
+async def test_a_batch_that_prefers_minimal_answers_ids_and_statuses_only(
+    client: httpx.AsyncClient,
+) -> None:
+    holder = await submit(client, type="sync", dedup_key="k")
+    tasks = [
+        {"type": "sync", "dedup_key": "k"},
+        {"type": "sync", "dedup_key": "k", "on_duplicate": "supersede"},
+        {"type": "sync", "run_after": "2999-01-01T00:00:00Z"},
+    ]
+    for prefer in ("return=minimal", 'respond-async, RETURN="minimal"; x=1'):
+        r = await client.post("/tasks/batch", json={"tasks": tasks}, headers={"Prefer": prefer})
+        assert r.status_code == 200, r.text
+        assert r.headers["preference-applied"] == "return=minimal"
+        results = r.json()["results"]
+        assert [x["outcome"] for x in results] == ["deduplicated", "superseded", "created"]
+        assert all(x["task"] is None for x in results)
+        assert results[0]["task_id"] == holder["id"]
+        assert results[1]["replaced_task_id"] == holder["id"] and results[1]["status"] == "pending"
+        assert results[2]["status"] == "scheduled"
+        stored = (await client.get(f"/tasks/{results[2]['task_id']}")).json()
+        assert stored["status"] == "scheduled"
+        holder = {"id": results[1]["task_id"]}  # the key's holder for the second round
+    # Any other preference (or none) keeps the whole records.
+    r = await client.post(
+        "/tasks/batch", json={"tasks": tasks[2:]}, headers={"Prefer": "return=representation"}
+    )
+    assert "preference-applied" not in r.headers
+    assert r.json()["results"][0]["task"]["id"] == r.json()["results"][0]["task_id"]
 
 
 async def test_batch_with_one_invalid_item_writes_nothing(

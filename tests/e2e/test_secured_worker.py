@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -51,4 +52,5 @@ async def test_example_worker_on_a_worker_token(make_server: ServerFactory) -> N
     server.uvicorn.config.app.state.taskmill.drain()  # type: ignore[attr-defined]
     assert done["status"] == "completed", (done, out.decode())
     assert done["result"] == {"thumbnails": 4}
-    assert b"403" not in out and b"401" not in out, out.decode()
+    # No refused call (as a status of its own: the server's port may contain "403").
+    assert not re.search(rb"\b40[13]\b", out), out.decode()

@@ -21,6 +21,7 @@ from app.domain.lifecycle import Event
 from app.schemas.events import EventName
 from app.schemas.tasks import Phase, Status
 from app.store import events, groups, leases, sql, sweeper, tasks, tree
+from app.store.db import Statement
 
 ROOT = Path(__file__).parents[2]
 NEWEST = sorted(p.name for p in (ROOT / "app" / "store" / "sql").glob("*.sql"))[-1]
@@ -85,12 +86,13 @@ def _store_sql() -> str:
     out = []
     for module in (events, groups, leases, sweeper, tasks, tree):
         for value in vars(module).values():
-            if isinstance(value, TextClause):
-                out.append(value.text)
-            elif isinstance(value, dict):
-                out += [v.text for v in value.values() if isinstance(v, TextClause)]
-            elif isinstance(value, str):
-                out.append(value)
+            for v in value.values() if isinstance(value, dict) else [value]:
+                if isinstance(v, Statement):  # the hot statements (app/store/db.py)
+                    v = v.clause
+                if isinstance(v, TextClause):
+                    out.append(v.text)
+                elif isinstance(v, str):
+                    out.append(v)
     out.append(sql.text(NEWEST))
     # The event names groups.py writes are chosen in Python.
     out.append((ROOT / "app" / "store" / "groups.py").read_text())

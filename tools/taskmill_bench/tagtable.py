@@ -28,11 +28,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import TextClause, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import tasks as store_tasks
 from app.store.common import Row
+from app.store.db import Statement
 
 from .drivers import BenchError
 
@@ -129,15 +130,15 @@ _TAG_ROWS_CTE = f"""), tt AS (
 """
 
 
-def _submit_sql() -> TextClause:
+def _submit_sql() -> Statement:
     """The service's submit statement with the tag rows written in it too."""
-    sql = str(store_tasks._INSERT_SQL.text)
+    sql = str(store_tasks._INSERT_SQL.clause.text)
     if sql.count(_MARKER) != 1:
         raise BenchError(
             "the submit statement (app/store/tasks.py) changed shape: update the task_tags "
             "model in tools/taskmill_bench/tagtable.py"
         )
-    return text(sql.replace(_MARKER, _TAG_ROWS_CTE + _MARKER))
+    return Statement(text(sql.replace(_MARKER, _TAG_ROWS_CTE + _MARKER)))
 
 
 @contextmanager
