@@ -126,8 +126,9 @@ def migrate_cmd(data_dir: DataDir = None) -> None:
 
 
 #: What ``taskmill bench`` needs that an install may lack: the bench (tools/taskmill_bench,
-#: not in the Docker image) and its load generator aiohttp (the ``bench`` extra).
-_BENCH_MODULES = frozenset({"taskmill_bench", "aiohttp"})
+#: not in the Docker image), its load generator aiohttp and the baseline PgQueuer (the
+#: ``bench`` extra).
+_BENCH_MODULES = frozenset({"taskmill_bench", "aiohttp", "pgqueuer"})
 
 
 @cli.command()
@@ -161,6 +162,39 @@ def bench(
             "generation fence, the transition check) cost the claim path.",
         ),
     ] = False,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare",
+            help="Instead of the scenarios: taskmill over HTTP against the raw SQL limit "
+            "(pgbench on a minimal queue table) and PgQueuer, in the same run, with CPU "
+            "per task of the server and of PostgreSQL.",
+        ),
+    ] = False,
+    reps: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="With --compare: interleaved repetitions of every contender (default 3)."
+        ),
+    ] = None,
+    replicas: Annotated[
+        str | None,
+        typer.Option(
+            help="With --compare: uvicorn process counts to measure taskmill with, e.g. "
+            "1,2,4 (default 1)."
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            resolve_path=True,
+            help="With --compare: also measure the taskmill of this checkout (e.g. `git "
+            "worktree add /tmp/base <rev>`; it must have the same migrations) in one uvicorn "
+            "process, and show each taskmill row's median over the baseline's.",
+        ),
+    ] = None,
     scratch_db: Annotated[
         str,
         typer.Option(
@@ -177,19 +211,23 @@ def bench(
         ),
     ] = None,
 ) -> None:
-    """Measure the hot paths over HTTP and directly, in a scratch database."""
+    """Measure the hot paths over HTTP and directly, in a scratch database (or, with
+    --compare, against raw SQL and PgQueuer)."""
     import tempfile
 
     try:
         from taskmill_bench import (
             SCRATCH_PREFIX,
+            parse_replicas,
+            run_compare,
             run_fence,
             run_scenarios,
             run_tags,
             run_terminal_rows,
         )
+        from taskmill_bench.server import ServerStartError
     except ModuleNotFoundError as exc:
-        # Only the bench itself or its aiohttp missing; any other import error is a bug.
+        # Only the bench itself or its extra missing; any other import error is a bug.
         if (exc.name or "").partition(".")[0] not in _BENCH_MODULES:
             raise
         typer.echo(
@@ -203,15 +241,37 @@ def bench(
         raise typer.BadParameter(
             f"must start with {SCRATCH_PREFIX!r} (the bench drops it)", param_hint="--scratch-db"
         )
-    if sum((tags is not None, terminal_rows is not None, fence)) > 1:
+    if sum((tags is not None, terminal_rows is not None, fence, compare)) > 1:
         raise typer.BadParameter(
-            "give one of --tags, --terminal-rows, --fence", param_hint="--tags"
+            "give one of --tags, --terminal-rows, --fence, --compare", param_hint="--tags"
         )
+    if not compare and (reps is not None or replicas is not None or baseline is not None):
+        raise typer.BadParameter("only with --compare", param_hint="--reps/--replicas/--baseline")
+    try:
+        replica_counts = parse_replicas(replicas or "1")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--replicas") from None
     with (
         tempfile.TemporaryDirectory(prefix="taskmill-bench-") as scratch_dir,
         database(data_dir or Path(scratch_dir)) as url,
     ):
-        if fence:
+        if compare:
+            try:
+                run_compare(
+                    url,
+                    seconds=seconds,
+                    concurrency=concurrency,
+                    reps=reps or 3,
+                    replicas=replica_counts,
+                    scratch_db=scratch_db,
+                    baseline=baseline,
+                )
+            except ServerStartError as exc:
+                # Most likely a bad --baseline: its message names the checkout, and a
+                # traceback would bury it.
+                typer.echo(f"taskmill bench: {exc}", err=True)
+                raise typer.Exit(code=1) from None
+        elif fence:
             run_fence(url, seconds=seconds, concurrency=concurrency, scratch_db=scratch_db)
         elif tags is not None:
             run_tags(

@@ -9,7 +9,7 @@ rather than the bench's own object building.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,6 +25,10 @@ from .scratch import SEED_TASK
 
 #: Worker id of every lease the benchmark takes.
 WORKER = "bench"
+
+#: The batches ask for answers without task records (RFC 7240), as a producer or worker
+#: that only needs ids and statuses would: the records are most of a batch's server cost.
+_MINIMAL = {"Prefer": "return=minimal"}
 
 
 @asynccontextmanager
@@ -66,17 +70,25 @@ class LoadClient:
         self._base = base_url.rstrip("/")
 
     async def request(
-        self, method: str, path: str, *, json: Any = None, params: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Answer:
         """One request; the whole body is read before returning."""
         async with self._session.request(
-            method, self._base + path, json=json, params=params
+            method, self._base + path, json=json, params=params, headers=headers
         ) as response:
             return Answer(f"{method} {path}", response.status, await response.text())
 
-    async def post(self, path: str, json: Any = None) -> Answer:
+    async def post(
+        self, path: str, json: Any = None, headers: Mapping[str, str] | None = None
+    ) -> Answer:
         """POST a JSON body."""
-        return await self.request("POST", path, json=json)
+        return await self.request("POST", path, json=json, headers=headers)
 
     async def get(self, path: str, params: Any = None) -> Answer:
         """GET with query parameters."""
@@ -107,8 +119,9 @@ class Driver(Protocol):
     async def submit_many(self, n: int) -> None:
         """Submit ``n`` tasks in one batch (``POST /tasks/batch``)."""
 
-    async def lease(self, n: int) -> list[str]:
-        """Lease up to ``n`` tasks without waiting; return their lease ids."""
+    async def lease(self, n: int, wait_seconds: float = 0) -> list[str]:
+        """Lease up to ``n`` tasks, long-polling up to ``wait_seconds`` for the first;
+        return their lease ids."""
 
     async def complete_one(self, lease_id: str) -> None:
         """Complete one lease (``POST /leases/{id}/complete``)."""
@@ -137,11 +150,13 @@ class HttpDriver:
 
     async def submit_many(self, n: int) -> None:
         """Submit ``n`` tasks in one batch (``POST /tasks/batch``)."""
-        _check(await self.client.post("/tasks/batch", json={"tasks": [self._task] * n}), 200)
+        body = {"tasks": [self._task] * n}
+        _check(await self.client.post("/tasks/batch", json=body, headers=_MINIMAL), 200)
 
-    async def lease(self, n: int) -> list[str]:
-        """Lease up to ``n`` tasks without waiting; return their lease ids."""
-        body = {"worker_id": WORKER, "max_tasks": n, "wait_seconds": 0}
+    async def lease(self, n: int, wait_seconds: float = 0) -> list[str]:
+        """Lease up to ``n`` tasks, long-polling up to ``wait_seconds`` for the first;
+        return their lease ids."""
+        body = {"worker_id": WORKER, "max_tasks": n, "wait_seconds": wait_seconds}
         response = await self.client.post("/leases", json=body)
         _check(response, 200)
         return [lease["lease_id"] for lease in response.json()["leases"]]
@@ -153,7 +168,9 @@ class HttpDriver:
     async def complete_many(self, lease_ids: Sequence[str]) -> None:
         """Complete many leases in one batch (``POST /leases/complete``)."""
         items = [{"lease_id": lease_id} for lease_id in lease_ids]
-        response = await self.client.post("/leases/complete", json={"items": items})
+        response = await self.client.post(
+            "/leases/complete", json={"items": items}, headers=_MINIMAL
+        )
         _check(response, 200)
         # A batch answers 200 even when items fail: only confirmed completions count.
         refused = [r for r in response.json()["results"] if not r["ok"]]
@@ -174,11 +191,12 @@ class DirectDriver:
 
     async def submit_many(self, n: int) -> None:
         """Submit ``n`` tasks in one batch (what ``POST /tasks/batch`` calls)."""
-        await self.taskmill.tasks.submit_batch([self._task] * n)
+        await self.taskmill.tasks.submit_batch([self._task] * n, full=False)
 
-    async def lease(self, n: int) -> list[str]:
-        """Lease up to ``n`` tasks without waiting; return their lease ids."""
-        request = LeaseRequest(worker_id=WORKER, max_tasks=n, wait_seconds=0)
+    async def lease(self, n: int, wait_seconds: float = 0) -> list[str]:
+        """Lease up to ``n`` tasks, long-polling up to ``wait_seconds`` for the first;
+        return their lease ids."""
+        request = LeaseRequest(worker_id=WORKER, max_tasks=n, wait_seconds=wait_seconds)
         response = await self.taskmill.leases.lease(request)
         return [lease.lease_id for lease in response.leases]
 
@@ -189,7 +207,7 @@ class DirectDriver:
     async def complete_many(self, lease_ids: Sequence[str]) -> None:
         """Complete many leases in one batch (what ``POST /leases/complete`` calls)."""
         items = [CompleteItem(lease_id=lease_id) for lease_id in lease_ids]
-        result = await self.taskmill.leases.complete_batch(CompleteBatch(items=items))
+        result = await self.taskmill.leases.complete_batch(CompleteBatch(items=items), full=False)
         refused = [r for r in result.results if not r.ok]
         if refused:
             raise BenchError(f"{len(refused)} completions refused, e.g. {refused[0]}")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -44,8 +45,11 @@ class Meter:
     opens_at: float
     closes_at: float
     tasks: int = 0
+    requests: int = 0
     latencies: list[float] = field(default_factory=list)
     drained_at: float | None = None
+    #: Set when the queue runs dry, so a :class:`Window` closes then rather than on time.
+    dry: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def ends_at(self) -> float:
@@ -64,11 +68,17 @@ class Meter:
         """A loop found the queue empty: close the window now."""
         if self.drained_at is None:
             self.drained_at = time.perf_counter()
+            self.dry.set()
 
     def add(self, tasks: int) -> None:
         """Count ``tasks`` finished just now."""
         if self.counting():
             self.tasks += tasks
+
+    def request(self, n: int = 1) -> None:
+        """Count ``n`` requests (HTTP requests, library calls) answered just now."""
+        if self.counting():
+            self.requests += n
 
     def latency(self, seconds: float) -> None:
         """Record one call's latency (finished just now)."""
@@ -80,6 +90,16 @@ class Meter:
 Step = Callable[[Meter], Awaitable[None]]
 
 
+class Window(Protocol):
+    """Told when the measured window opens and closes (e.g. to read CPU counters)."""
+
+    def opened(self) -> None:
+        """The window opened just now."""
+
+    def closed(self) -> None:
+        """The window closed just now."""
+
+
 @dataclass(frozen=True)
 class Result:
     """One measurement."""
@@ -88,6 +108,8 @@ class Result:
     seconds: float
     drained: bool
     latencies: tuple[float, ...] = ()
+    #: Requests counted by the loops (0 where a scenario does not count them).
+    requests: int = 0
 
     @property
     def rate(self) -> float:
@@ -121,22 +143,45 @@ def seed_count(per_second: int, seconds: float) -> int:
     return int(per_second * (warmup_seconds(seconds) + seconds))
 
 
-async def measure(step: Step, *, concurrency: int, seconds: float) -> Result:
+async def measure(
+    step: Step, *, concurrency: int, seconds: float, window: Window | None = None
+) -> Result:
     """Run ``concurrency`` loops of ``step`` for a warm-up and then ``seconds`` measured."""
+    return await measure_loops([step] * concurrency, seconds=seconds, window=window)
+
+
+async def measure_loops(
+    steps: Sequence[Step], *, seconds: float, window: Window | None = None
+) -> Result:
+    """Run one loop per step, concurrently, for a warm-up and then ``seconds`` measured.
+
+    ``window``, if given, is told when the measured window opens and closes, so what it
+    samples covers the same span as the counts.
+    """
     start = time.perf_counter()
     opens_at = start + warmup_seconds(seconds)
     meter = Meter(opens_at=opens_at, closes_at=opens_at + seconds)
 
-    async def loop() -> None:
+    async def loop(step: Step) -> None:
         while meter.running():
             try:
                 await step(meter)
             except QueueDrained:
                 meter.drained()
 
+    async def watch(window: Window) -> None:
+        await asyncio.sleep(opens_at - time.perf_counter())
+        window.opened()
+        # Closes on time, or early when a loop finds the queue dry.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(meter.dry.wait(), meter.closes_at - time.perf_counter())
+        window.closed()
+
     async with asyncio.TaskGroup() as group:
-        for _ in range(concurrency):
-            group.create_task(loop())
+        if window is not None:
+            group.create_task(watch(window))
+        for step in steps:
+            group.create_task(loop(step))
     if meter.ends_at <= opens_at:
         raise RuntimeError("the queue ran dry during the warm-up: seed more tasks")
     return Result(
@@ -144,4 +189,5 @@ async def measure(step: Step, *, concurrency: int, seconds: float) -> Result:
         seconds=meter.ends_at - opens_at,
         drained=meter.ends_at < meter.closes_at,
         latencies=tuple(meter.latencies),
+        requests=meter.requests,
     )

@@ -63,7 +63,8 @@ WARM_UP = SCENARIOS[4]
 
 
 def step(scenario: Scenario, driver: Driver) -> Step:
-    """One loop iteration of ``scenario`` through ``driver``; counts finished tasks."""
+    """One loop iteration of ``scenario`` through ``driver``; counts finished tasks and
+    requests."""
     batched = scenario.batch > 1
 
     async def run(meter: Meter) -> None:
@@ -72,10 +73,12 @@ def step(scenario: Scenario, driver: Driver) -> Step:
                 await driver.submit_many(scenario.batch)
             else:
                 await driver.submit_one()
+            meter.request()
         if not scenario.leases:
             meter.add(scenario.batch)
             return
         lease_ids = await driver.lease(scenario.batch)
+        meter.request()
         if not lease_ids:
             if scenario.submits:
                 # Concurrent claimers skip each other's locked rows (SKIP LOCKED), so a
@@ -86,6 +89,7 @@ def step(scenario: Scenario, driver: Driver) -> Step:
             await driver.complete_many(lease_ids)
         else:
             await driver.complete_one(lease_ids[0])
+        meter.request()
         meter.add(len(lease_ids))
 
     return run

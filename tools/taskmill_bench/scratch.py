@@ -56,8 +56,9 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def create_scratch(server_url: str, name: str) -> str:
-    """Drop and re-create database ``name``, migrate it, and return its URL.
+def create_scratch(server_url: str, name: str, *, migrate: bool = True) -> str:
+    """Drop and re-create database ``name``, migrate it (unless not ``migrate``: an empty
+    database for another schema), and return its URL.
 
     Blocking, and must run outside any event loop: the Alembic upgrade runs its own.
     ``server_url`` is any database on the server (used only for CREATE/DROP DATABASE).
@@ -70,7 +71,8 @@ def create_scratch(server_url: str, name: str) -> str:
         )
     )
     url = with_database(server_url, name)
-    upgrade(url)
+    if migrate:
+        upgrade(url)
     return url
 
 
