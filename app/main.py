@@ -52,8 +52,9 @@ def create_app(
         dependencies=[Depends(auth.authorize)],
     )
     problems.install(app)
-    # tags first: its /tasks/aggregate must win over /tasks/{task_id}
-    for module in (tags, tasks, leases, groups, observe, health):
+    # Routes are matched in order, one by one: the workers' hot /leases routes first;
+    # tags before tasks, as its /tasks/aggregate must win over /tasks/{task_id}.
+    for module in (leases, tags, tasks, groups, observe, health):
         app.include_router(module.router)
     app.add_middleware(problems.BodyLimit, limit=settings.max_body_bytes)
     # Outermost: no token, no body read.

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .common import Row
-from .errors import Unavailable, translate, translate_driver
+from .errors import Retryable, Unavailable, translate, translate_driver
 
 #: What the hot paths run on: the pooled connection's asyncpg connection itself.
 Driver: TypeAlias = asyncpg.Connection
@@ -151,18 +151,26 @@ class Database:
         from ``transaction()``.
         """
         try:
-            async with self.engine.connect() as conn:
-                pooled = await conn.get_raw_connection()
-                # SQLAlchemy begins its transaction lazily, at its first statement: as
-                # long as only the driver is used, none is open, and returning the
-                # connection to the pool issues no ROLLBACK either.
-                yield pooled.driver_connection
+            # Straight from the pool: an engine Connection around it would cost 0.1 ms of
+            # CPU per checkout, a tenth of a request. No transaction is ever begun on it,
+            # so returning it to the pool issues no ROLLBACK either.
+            pooled = await self.engine.raw_connection()
         except DBAPIError as exc:
             raise translate(exc) from exc
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise translate_driver(exc) from exc
         except (OSError, TimeoutError) as exc:
             raise Unavailable(str(exc)) from exc
+        try:
+            yield pooled.driver_connection
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            error = translate_driver(exc)
+            if isinstance(error, Unavailable) and not isinstance(error, Retryable):
+                pooled.invalidate(exc)  # the connection is gone or going: never reuse it
+            raise error from exc
+        except (OSError, TimeoutError) as exc:
+            pooled.invalidate(exc)
+            raise Unavailable(str(exc)) from exc
+        finally:
+            pooled.close()  # back to the pool (a no-op once invalidated)
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
