@@ -118,6 +118,9 @@ class Database:
             },
         )
 
+        # The base class of the errors the asyncpg dialect raises itself (see autocommit).
+        self._dbapi_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+
     @asynccontextmanager
     async def transaction(self, *, custom_plans: bool = False) -> AsyncIterator[AsyncConnection]:
         """One transaction: committed on success, rolled back on any exception.
@@ -157,6 +160,13 @@ class Database:
             pooled = await self.engine.raw_connection()
         except DBAPIError as exc:
             raise translate(exc) from exc
+        except self._dbapi_error as exc:
+            # raw_connection() hands on the dialect's own error, unwrapped: a refused
+            # connection ("the database system is shutting down", ...) is the driver's.
+            cause = exc.__cause__
+            if isinstance(cause, asyncpg.PostgresError | asyncpg.InterfaceError):
+                raise translate_driver(cause) from exc
+            raise Unavailable(str(exc)) from exc
         except (OSError, TimeoutError) as exc:
             raise Unavailable(str(exc)) from exc
         try:
@@ -170,7 +180,10 @@ class Database:
             pooled.invalidate(exc)
             raise Unavailable(str(exc)) from exc
         finally:
-            pooled.close()  # back to the pool (a no-op once invalidated)
+            # Back to the pool, unless invalidate() did that already: a second check-in
+            # would hand one connection to two callers at once.
+            if pooled.is_valid:
+                pooled.close()
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

@@ -189,7 +189,15 @@ def body_variants(spec: dict[str, Any], op: dict[str, Any]) -> Iterator[bytes]:
 
 async def test_hostile_input_never_breaks_the_service(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
-    sentinel = await submit(client, type="sentinel", payload={"keep": ["me", 1]}, tags={"k": "v"})
+    # Scheduled far ahead: a sweep call may legitimately lease any pending task (a lease
+    # request whose `types` is null takes the oldest), and that would change the sentinel.
+    sentinel = await submit(
+        client,
+        type="sentinel",
+        payload={"keep": ["me", 1]},
+        tags={"k": "v"},
+        run_after="2999-01-01T00:00:00Z",
+    )
     counter = itertools.count()
 
     async def fresh_lease() -> str:
