@@ -243,12 +243,9 @@ class LeaseService:
             rows = await store.complete(conn, [items[i] for i in firsts.values()])
             for i, c in enumerate(items):
                 row = rows.get(c.task_id)
+                first = firsts[(c.task_id, c.token)] == i
                 # Rows are by task: another item's token may have completed this task.
-                if (
-                    firsts[(c.task_id, c.token)] == i
-                    and row is not None
-                    and (str(row["lease_token"]) == c.token)
-                ):
+                if first and row is not None and str(row["lease_token"]) == c.token:
                     answers.append(row)
                 else:
                     answers.append(await self._explain(conn, c.task_id, c.token))
