@@ -21,15 +21,6 @@ Service = Annotated[Taskmill, Depends(_service)]
 JSON = "application/json"
 
 
-def _minimal(prefer: str | None) -> bool:
-    # RFC 7240: comma-separated preferences, each `token[=value]`, parameters after `;`.
-    for preference in (prefer or "").split(","):
-        name, _, value = preference.split(";")[0].strip().partition("=")
-        if name.strip().lower() == "return":
-            return value.strip().strip('"').lower() == "minimal"
-    return False
-
-
 async def _wants_minimal(
     prefer: Annotated[
         str | None,
@@ -39,7 +30,12 @@ async def _wants_minimal(
         ),
     ] = None,
 ) -> bool:
-    return _minimal(prefer)
+    # RFC 7240: comma-separated preferences, each `token[=value]`, parameters after `;`.
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.split(";")[0].strip().partition("=")
+        if name.strip().lower() == "return":
+            return value.strip().strip('"').lower() == "minimal"
+    return False
 
 
 #: ``Prefer: return=minimal`` (RFC 7240) asks a batch to leave out the task records:

@@ -91,23 +91,31 @@ class SubmitResult:
 
     ``outcome`` is ``created``, ``superseded`` (``replaced_task_id`` was replaced),
     ``deduplicated`` (``task`` is the live task holding the key) or, in a batch only,
-    ``rejected`` (``existing_task_id`` holds the key; ``task`` is None).
+    ``rejected`` (``existing_task_id`` holds the key; ``task`` is None). ``task_id`` and
+    ``status`` are that task's (None for ``rejected``); a batch item answered with
+    ``Prefer: return=minimal`` carries only them, and ``task`` is None.
     """
 
     outcome: str
     task: Task | None
     replaced_task_id: str | None = None
     existing_task_id: str | None = None
+    task_id: str | None = None
+    status: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SubmitResult:
         """Build from one submit answer or batch item."""
-        task = data.get("task")
+        raw = data.get("task")
+        task = Task.from_json(raw) if isinstance(raw, dict) else None
         return cls(
             outcome=data["outcome"],
-            task=Task.from_json(task) if isinstance(task, dict) else None,
+            task=task,
             replaced_task_id=data.get("replaced_task_id"),
             existing_task_id=data.get("existing_task_id"),
+            # A single submit's answer names the task only inside its record.
+            task_id=data.get("task_id") or (task.id if task else None),
+            status=data.get("status") or (task.status if task else None),
         )
 
 

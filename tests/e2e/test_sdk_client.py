@@ -56,6 +56,9 @@ async def test_submit_get_query_and_batch(server: Server) -> None:
         )
         assert [r.outcome for r in results] == ["created"] * 5 + ["rejected"]
         assert results[-1].existing_task_id == created.task.id
+        assert all(r.task and r.task_id == r.task.id and r.status == "pending" for r in results[:5])
+        assert (results[-1].task_id, results[-1].status) == (None, None)
+        assert (created.task_id, created.status) == (created.task.id, "pending")
 
         task = await client.get(created.task.id)
         assert task.payload == {"key": "a"} and task.priority == 5 and task.status == "pending"
