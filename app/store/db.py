@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .common import Row
-from .errors import Retryable, Unavailable, translate, translate_driver
+from .errors import DRIVER_ERRORS, Retryable, Unavailable, translate, translate_driver
 
 #: What the hot paths run on: the pooled connection's asyncpg connection itself.
 Driver: TypeAlias = asyncpg.Connection
@@ -164,14 +164,14 @@ class Database:
             # raw_connection() hands on the dialect's own error, unwrapped: a refused
             # connection ("the database system is shutting down", ...) is the driver's.
             cause = exc.__cause__
-            if isinstance(cause, asyncpg.PostgresError | asyncpg.InterfaceError):
+            if isinstance(cause, DRIVER_ERRORS):
                 raise translate_driver(cause) from exc
             raise Unavailable(str(exc)) from exc
         except (OSError, TimeoutError) as exc:
             raise Unavailable(str(exc)) from exc
         try:
             yield pooled.driver_connection
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DRIVER_ERRORS as exc:
             error = translate_driver(exc)
             if isinstance(error, Unavailable) and not isinstance(error, Retryable):
                 pooled.invalidate(exc)  # the connection is gone or going: never reuse it

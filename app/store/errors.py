@@ -63,6 +63,8 @@ def translate(exc: DBAPIError) -> Exception:
     """Map an error of SQLAlchemy's layer to a store error where we know its meaning,
     else return it as is."""
     cause = getattr(exc.orig, "__cause__", None)
+    if isinstance(cause, asyncpg.InterfaceError | asyncpg.InternalClientError):
+        return Unavailable(str(exc.orig))
     known = _by_state(cause, str(exc.orig))
     if known is not None:
         return known
@@ -71,9 +73,18 @@ def translate(exc: DBAPIError) -> Exception:
     return exc
 
 
-def translate_driver(exc: asyncpg.PostgresError | asyncpg.InterfaceError) -> Exception:
+#: What asyncpg raises itself. InternalClientError: the connection's protocol is out of
+#: step, e.g. an idle connection got PostgreSQL's "terminating connection" (a fast
+#: shutdown) just before its socket closed; the next statement on it is refused before
+#: anything is sent.
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+
+
+def translate_driver(
+    exc: asyncpg.PostgresError | asyncpg.InterfaceError | asyncpg.InternalClientError,
+) -> Exception:
     """The same mapping for an error raised by asyncpg itself (``Database.autocommit``)."""
-    if isinstance(exc, asyncpg.InterfaceError):  # the connection is closed or broken
-        return Unavailable(str(exc))
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
+        return Unavailable(str(exc))  # the connection is closed or broken
     known = _by_state(exc, str(exc))
     return exc if known is None else known
