@@ -11,10 +11,11 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from . import __version__
-from .api import auth, groups, health, leases, observe, problems, tags, tasks
+from .api import auth, groups, health, leases, observe, problems, strict, tags, tasks
 from .config import Settings, get_settings
 from .domain.service import Taskmill
-from .schemas.problems import Problem
+from .schemas.events import Event
+from .schemas.problems import Problem, ValidationProblem
 from .serving import drain_on_signals
 
 log = logging.getLogger("taskmill")
@@ -48,8 +49,9 @@ def create_app(
         version=__version__,
         summary="HTTP task queue on PostgreSQL: leases, supersede, tags.",
         lifespan=lifespan,
-        # Every route checks the caller's role (app/api/auth.py holds the table).
-        dependencies=[Depends(auth.authorize)],
+        # Every route checks the caller's role (app/api/auth.py holds the table), and
+        # refuses query parameters it does not declare.
+        dependencies=[Depends(auth.authorize), Depends(strict.reject_unknown_query)],
     )
     problems.install(app)
     # Routes are matched in order, one by one: the workers' hot /leases routes first;
@@ -68,10 +70,15 @@ def create_app(
                 summary=app.summary,
                 routes=app.routes,
             )
-            defs = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(defs.pop("$defs", {}))
-            components["Problem"] = defs
+            # Bodies no route declares as a model: problems (rendered by app/api/problems),
+            # and the events' data (an SSE stream has no JSON schema of its own).
+            for model in (Problem, ValidationProblem, Event):
+                defs = model.model_json_schema(
+                    ref_template="#/components/schemas/{model}", mode="serialization"
+                )
+                components.update(defs.pop("$defs", {}))
+                components[model.__name__] = defs
             # FastAPI documents request validation as its own HTTPValidationError body;
             # ours is problem+json, so say that instead.
             (validation,) = problems.problem_responses(422).values()
@@ -80,6 +87,12 @@ def create_app(
                     responses = operation.get("responses", {})
                     if "422" in responses:
                         responses["422"] = validation
+            # A model used both ways is two schemas, "IO-Input" and "IO-Output", that keep
+            # the model's one title; generators name classes by title (openapi-python-client
+            # refuses the second "IO"), so each gets its own.
+            for name, component in components.items():
+                if name.endswith(("-Input", "-Output")):
+                    component["title"] = name.replace("-", "")
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)
             auth.document(schema)  # bearer scheme, per-operation security, 401/403

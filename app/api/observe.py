@@ -30,9 +30,15 @@ EVENT_NAMES = ", ".join(f"`{name}`" for name in get_args(EventName))
     response_class=EventSourceResponse,
     responses={
         200: {
-            "description": "An endless `text/event-stream`: `id`, `event`, `data` (JSON) "
-            "per event, and a `:` comment line every `events_keepalive_seconds`.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "An endless `text/event-stream`: `id`, `event`, `data` per "
+            "event, and a `:` comment line every `events_keepalive_seconds`. Each `data` "
+            "is the JSON of an `Event` (`#/components/schemas/Event`).",
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "x-event-data": {"$ref": "#/components/schemas/Event"},
+                }
+            },
         },
         **problem_responses(422),
     },
@@ -53,7 +59,12 @@ async def stream_events(
         str | None, Query(max_length=32, description="as the Last-Event-ID header")
     ] = None,
     last_event_id_header: Annotated[
-        str | None, Header(alias="Last-Event-ID", max_length=32, include_in_schema=False)
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=32,
+            description="the `id` of the last event received: resume after it",
+        ),
     ] = None,
 ) -> EventSourceResponse:
     """Follow the event stream."""

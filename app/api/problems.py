@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..domain.errors import DomainError, StoreUnavailable, problem_type
+from ..schemas.problems import ProblemCode
 
 log = logging.getLogger("taskmill.api")
 
@@ -31,15 +32,23 @@ _DESCRIPTIONS = {
 
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for the given error statuses."""
-    ref = {"$ref": "#/components/schemas/Problem"}
+    """OpenAPI ``responses`` entries for the given error statuses (a 422's body always
+    has ``errors``: its own schema)."""
+
+    def schema(code: int) -> dict[str, str]:
+        name = "ValidationProblem" if code == 422 else "Problem"
+        return {"$ref": f"#/components/schemas/{name}"}
+
     return {
-        code: {"description": _DESCRIPTIONS[code], "content": {PROBLEM_JSON: {"schema": ref}}}
+        code: {
+            "description": _DESCRIPTIONS[code],
+            "content": {PROBLEM_JSON: {"schema": schema(code)}},
+        }
         for code in codes
     }
 
 
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(status: int, code: ProblemCode, title: str, detail: str, **extra: Any) -> JSONResponse:
     """A problem+json response."""
     body = {"type": problem_type(code), "title": title, "status": status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
@@ -100,14 +109,7 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
         errors = [{"field": "body", "message": message, "type": "json_invalid"}]
         detail = f"invalid: body ({message})"
         return problem(422, "validation-error", "Invalid request", detail, errors=errors)
-    titles = {
-        400: "Bad request",
-        404: "Not found",
-        405: "Method not allowed",
-        413: "Content too large",
-    }
-    title = titles.get(exc.status_code, "Error")
-    code = "too-large" if exc.status_code == 413 else title.lower().replace(" ", "-")
+    code, title = _HTTP_PROBLEMS.get(exc.status_code, ("bad-request", "Bad request"))
     response = problem(exc.status_code, code, title, str(exc.detail))
     if exc.headers:
         response.headers.update(exc.headers)
@@ -118,6 +120,15 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
         if allowed:
             response.headers["Allow"] = ", ".join(allowed)
     return response
+
+
+#: Starlette's own errors: 404 and 405 of routing, 400 and 413 of reading the body.
+_HTTP_PROBLEMS: dict[int, tuple[ProblemCode, str]] = {
+    400: ("bad-request", "Bad request"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("too-large", "Content too large"),
+}
 
 
 def _flat_routes(routes: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import StringConstraints
 
 from ..domain.tags import TaskFilter, check_tag_filter
 from ..schemas.common import Name, TaskType, Text
@@ -12,6 +13,8 @@ from ..schemas.tags import (
     AggregateResult,
     CancelMatching,
     CancelMatchingResult,
+    GroupByField,
+    MetricField,
     TagKeys,
     TagValues,
 )
@@ -22,19 +25,36 @@ from .problems import problem_responses
 router = APIRouter(tags=["tags"])
 
 TAG_FILTER_DOC = (
-    "Tag filters are query parameters named `tag.<key>`: `?tag.profile=dr&tag.dir=ltr` "
-    "matches both (AND); repeating one key (`?tag.dst=a&tag.dst=b`) matches either (OR)."
+    "Tag filters: `?tag=profile:dr&tag=dir:ltr` matches both (AND); repeating one key "
+    "(`?tag=dst:a&tag=dst:b`) matches either (OR). The value is what follows the first "
+    "`:`. The same filter may be written `?tag.profile=dr&tag.dir=ltr` (one parameter per "
+    "key, which generated clients cannot express; keys that contain `:` need this form); "
+    "both forms combine by the same rules."
 )
 
-MetricFields = Annotated[
-    list[str] | None,
-    Query(description="numeric fields: expected_io.*, actual_io.*, priority, attempt"),
-]
+MetricFields = Annotated[list[MetricField] | None, Query(description="numeric fields")]
 
 
-def tag_pairs(request: Request) -> list[tuple[str, list[str]]]:
-    """The ``tag.<key>`` query parameters, validated (422 names the parameter)."""
-    pairs = [(k[4:], v) for k, v in request.query_params.multi_items() if k.startswith("tag.")]
+#: ``tag.<key>`` parameters: a route that takes :data:`TagPairs` accepts any such name.
+TAG_PARAM_PREFIX = "tag."
+
+
+def tag_pairs(
+    request: Request,
+    tag: Annotated[
+        list[Annotated[str, StringConstraints(pattern=r"^[^:]+:")]] | None,
+        Query(description="`key:value`, repeatable: AND across keys, OR within a key"),
+    ] = None,
+) -> list[tuple[str, list[str]]]:
+    """The tag filter of ``tag=key:value`` and ``tag.<key>=value`` parameters, in the
+    order given, validated (a 422 names the parameter)."""
+    pairs = []
+    for name, value in request.query_params.multi_items():
+        if name == "tag":
+            key, _, value = value.partition(":")
+            pairs.append((key, value))
+        elif name.startswith(TAG_PARAM_PREFIX):
+            pairs.append((name.removeprefix(TAG_PARAM_PREFIX), value))
     return check_tag_filter(pairs)
 
 
@@ -53,7 +73,8 @@ async def aggregate_tasks(
     service: Service,
     tags: TagPairs,
     group_by: Annotated[
-        list[str] | None, Query(description="tag.<key>, status, type or group; repeatable")
+        list[GroupByField] | None,
+        Query(description="tag.<key>, status, type or group; repeatable"),
     ] = None,
     sum: MetricFields = None,
     min: MetricFields = None,

@@ -12,7 +12,8 @@ from ..schemas.tasks import (
     BatchSubmitResult,
     CancelRequest,
     Status,
-    SubmitResult,
+    SubmitDeduplicated,
+    SubmitNew,
     Task,
     TaskBatchSubmit,
     TaskList,
@@ -30,9 +31,10 @@ router = APIRouter(tags=["tasks"])
     "/tasks",
     operation_id="submit_task",
     status_code=201,
-    response_model=SubmitResult,
+    response_model=SubmitNew,
     responses={
-        200: {"model": SubmitResult, "description": "Deduplicated: the existing task"},
+        201: {"description": "Created, or superseded the live holder of the dedup key"},
+        200: {"model": SubmitDeduplicated, "description": "Deduplicated: the existing task"},
         **problem_responses(409, 413, 422),
     },
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Self
 
+from ..schemas.problems import PROBLEM_TYPE_PREFIX, ProblemCode
 from ..store.errors import Unavailable as StoreUnavailable
 
 __all__ = ["StoreUnavailable"]  # re-exported: the API maps it to 503 without knowing the store
@@ -13,7 +14,7 @@ class DomainError(Exception):
     """Base: ``status`` and ``code`` pick the HTTP status and the problem ``type``."""
 
     status = 400
-    code = "bad-request"
+    code: ProblemCode = "bad-request"
     title = "Bad request"
 
     def __init__(self, detail: str, **extra: Any) -> None:
@@ -39,9 +40,9 @@ class DomainError(Exception):
         return body
 
 
-def problem_type(code: str) -> str:
+def problem_type(code: ProblemCode) -> str:
     """The problem ``type`` URI for a code (documented in the README's API section)."""
-    return f"urn:taskmill:problem:{code}"
+    return PROBLEM_TYPE_PREFIX + code
 
 
 class NotFound(DomainError):

@@ -11,6 +11,7 @@ from ..schemas.leases import (
     Complete,
     CompleteBatch,
     CompleteBatchResult,
+    CompletedItem,
     CompleteItemResult,
     Fail,
     Heartbeat,
@@ -18,8 +19,10 @@ from ..schemas.leases import (
     Lease,
     LeaseRequest,
     LeaseResponse,
+    RefusedItem,
     StatePatch,
 )
+from ..schemas.problems import Problem
 from ..schemas.tasks import Task
 from ..store import leases as store
 from ..store.common import Row, dumps
@@ -281,17 +284,16 @@ class LeaseService:
             answers.update(
                 zip(items, await self._complete_items(list(items.values())), strict=True)
             )
-        results = []
+        results: list[CompleteItemResult] = []
         for i, item in enumerate(body.items):
             answer = answers[i]
             if isinstance(answer, DomainError):
-                results.append(
-                    CompleteItemResult(lease_id=item.lease_id, ok=False, error=answer.as_problem())
-                )
+                problem = Problem.model_validate(answer.as_problem())
+                results.append(RefusedItem(lease_id=item.lease_id, ok=False, error=problem))
             else:
                 task = task_view(answer) if full else None
                 results.append(
-                    CompleteItemResult(
+                    CompletedItem(
                         lease_id=item.lease_id, ok=True, status=answer["status"], task=task
                     )
                 )

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..config import Settings
 from ..schemas.common import TAG_KEY_RE
-from ..schemas.snapshot import IOTotals, Snapshot, TagValueStats
+from ..schemas.snapshot import IOTotals, Snapshot, StatusCounts, TagValueStats
 from ..store import snapshot as store
 from ..store.db import Database
 from .errors import InvalidInput
@@ -112,9 +112,9 @@ class SnapshotService:
             tags = {by_tag: self._tag_stats([*tag_terminal.rows, *tag_live])}
         assert terminal.at is not None
         return Snapshot(
-            statuses=statuses,
-            types=dict(types),
-            groups=dict(groups),
+            statuses=StatusCounts(**statuses),
+            types={name: StatusCounts(**counts) for name, counts in types.items()},
+            groups={name: StatusCounts(**counts) for name, counts in groups.items()},
             tags=tags,
             terminal_counted_at=terminal.at,
         )
@@ -131,6 +131,6 @@ class SnapshotService:
                 for field in _IO:
                     totals[field] += int(row[field])
         return {
-            value: TagValueStats(statuses=counts, expected_io=IOTotals(**io[value]))
+            value: TagValueStats(statuses=StatusCounts(**counts), expected_io=IOTotals(**io[value]))
             for value, counts in statuses.items()
         }

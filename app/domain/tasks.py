@@ -13,9 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..config import Settings
 from ..schemas.common import MAX_TAGS
 from ..schemas.tasks import (
+    BatchItemAccepted,
+    BatchItemRejected,
     BatchItemResult,
+    BatchItemSuperseded,
     BatchSubmitResult,
+    SubmitCreated,
+    SubmitDeduplicated,
     SubmitResult,
+    SubmitSuperseded,
     Task,
     TaskList,
     TaskSubmit,
@@ -64,13 +70,22 @@ class _Outcome:
     def result(self, *, full: bool = True) -> BatchItemResult:
         """The wire form; ``full=False`` leaves out the task record (id and status stay)."""
         row = self.row
-        return BatchItemResult(
-            outcome=self.outcome,
-            task_id=None if row is None else row["id"],
-            status=None if row is None else row["status"],
-            task=task_view(row) if full and row is not None else None,
-            replaced_task_id=self.replaced_task_id,
-            existing_task_id=self.existing_task_id,
+        if row is None:
+            assert self.outcome == "rejected" and self.existing_task_id is not None
+            return BatchItemRejected(outcome="rejected", existing_task_id=self.existing_task_id)
+        task = task_view(row) if full else None
+        if self.outcome == "superseded":
+            assert self.replaced_task_id is not None
+            return BatchItemSuperseded(
+                outcome="superseded",
+                task_id=row["id"],
+                status=row["status"],
+                task=task,
+                replaced_task_id=self.replaced_task_id,
+            )
+        assert self.outcome != "rejected"
+        return BatchItemAccepted(
+            outcome=self.outcome, task_id=row["id"], status=row["status"], task=task
         )
 
 
@@ -325,11 +340,15 @@ class TaskService:
                 existing_task_id=result.existing_task_id,
             )
         assert result.row is not None
-        return SubmitResult(
-            outcome=result.outcome,
-            task=task_view(result.row),
-            replaced_task_id=result.replaced_task_id,
-        )
+        task = task_view(result.row)
+        if result.outcome == "superseded":
+            assert result.replaced_task_id is not None
+            return SubmitSuperseded(
+                outcome="superseded", task=task, replaced_task_id=result.replaced_task_id
+            )
+        if result.outcome == "deduplicated":
+            return SubmitDeduplicated(outcome="deduplicated", task=task)
+        return SubmitCreated(outcome="created", task=task)
 
     async def submit_batch(
         self, items: Sequence[TaskSubmit], *, children_only: bool = False, full: bool = True

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from ..schemas.common import IO
-from ..schemas.leases import CancelDirective, Lease, LeasedTask
+from ..schemas.leases import (
+    CancelDirective,
+    CancelledDirective,
+    Lease,
+    LeasedTask,
+    SupersededDirective,
+)
 from ..schemas.tasks import Children, LeaseInfo, Progress, RetryPolicy, Task
 from ..store.common import Row
 from .ids import lease_id
@@ -84,10 +90,9 @@ def cancel_directive(row: Row) -> CancelDirective | None:
     """The server's request to stop, for a revoked (cancelling) task; else None."""
     if row["status"] != "cancelling":
         return None
-    return CancelDirective(
-        reason="superseded" if row["cancel_reason"] == "superseded" else "cancelled",
-        superseded_by=row["superseded_by"],
-    )
+    if row["cancel_reason"] == "superseded":
+        return SupersededDirective(reason="superseded", superseded_by=row["superseded_by"])
+    return CancelledDirective(reason="cancelled")
 
 
 def lease_view(row: Row) -> Lease:

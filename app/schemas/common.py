@@ -14,13 +14,17 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
+    WithJsonSchema,
 )
+from pydantic.config import JsonDict
 
 #: JSON documents nest at most this deep (a guard against stack-exhausting input).
 MAX_JSON_DEPTH = 64
 
-TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+TAG_KEY_PATTERN = r"^[A-Za-z0-9_.:/-]{1,64}$"
+TAG_KEY_RE = re.compile(TAG_KEY_PATTERN)
 MAX_TAGS = 32
 MAX_TAG_VALUE = 256
 RESERVED_TAG_PREFIX = "taskmill."
@@ -99,7 +103,26 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterVali
 TaskType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
 Json = Annotated[Any, AfterValidator(check_json)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]
-Tags = Annotated[dict[str, str], AfterValidator(_check_tags)]
+Tags = Annotated[
+    dict[str, str],
+    AfterValidator(_check_tags),
+    # What _check_tags enforces, said in the schema so that generated clients know it
+    # (the reserved prefix, case-insensitive, as a lookahead).
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_TAGS,
+            "propertyNames": {
+                "pattern": "^(?![Tt][Aa][Ss][Kk][Mm][Ii][Ll][Ll]\\.)" + TAG_KEY_PATTERN[1:]
+            },
+            "additionalProperties": {"type": "string", "maxLength": MAX_TAG_VALUE},
+        }
+    ),
+]
+#: An integer in JSON, never ``true`` or ``"5"`` (pydantic's lax mode would take both).
+Int = Annotated[int, Strict()]
+#: A JSON number (an integer is one too), never a boolean or a numeric string.
+Number = Annotated[float, Strict()]
 #: An RFC 3339 instant with an explicit offset, representable in UTC.
 Instant = Annotated[
     AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_utc_representable)
@@ -107,18 +130,64 @@ Instant = Annotated[
 
 
 class Model(BaseModel):
-    """Base of request models: unknown fields are an error, not silently dropped."""
+    """Base of request models: unknown fields are an error, not silently dropped.
 
-    model_config = ConfigDict(extra="forbid")
+    Numbers are :data:`Int` and :data:`Number`, booleans ``StrictBool``: a test walks
+    every request model and refuses a plain ``int``, ``float`` or ``bool`` field.
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def absent_if_none(description: str | None = None) -> Any:
+    """A response field that the answer leaves out, rather than sends as null, when it
+    has no value: the schema says "not required, not nullable" (see ``Out``)."""
+    return Field(default=None, exclude_if=_is_none, description=description)
+
+
+def absent_fields(schema: JsonDict, cls: type[BaseModel]) -> None:
+    names = {n for n, f in cls.model_fields.items() if f.exclude_if is _is_none}
+    required = schema.get("required")
+    if isinstance(required, list):
+        schema["required"] = [n for n in required if n not in names]
+    properties = schema["properties"]
+    assert isinstance(properties, dict)
+    for name in names:
+        prop = properties[name]
+        assert isinstance(prop, dict)
+        prop.pop("default", None)
+        branches = prop.pop("anyOf", None)
+        if isinstance(branches, list):
+            kept = [b for b in branches if b != {"type": "null"}]
+            if len(kept) == 1 and isinstance(kept[0], dict):
+                prop.update(kept[0])
+            else:
+                prop["anyOf"] = kept
+
+
+class Out(BaseModel):
+    """Base of response models: every field is in every answer, so the schema makes each
+    one required (a default is the server's, not the client's to leave out), but for
+    those declared with :func:`absent_if_none`. A model used both ways gets
+    ``<Name>-Input`` and ``<Name>-Output`` schemas: in a request, a field with a default
+    may be left out."""
+
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True, json_schema_extra=absent_fields
+    )
 
 
 class IO(Model):
     """Bytes read, written, received and sent (expected at submit, actual at completion)."""
 
-    read_bytes: int = Field(default=0, ge=0, le=2**62)
-    write_bytes: int = Field(default=0, ge=0, le=2**62)
-    net_rx_bytes: int = Field(default=0, ge=0, le=2**62)
-    net_tx_bytes: int = Field(default=0, ge=0, le=2**62)
+    read_bytes: Int = Field(default=0, ge=0, le=2**62)
+    write_bytes: Int = Field(default=0, ge=0, le=2**62)
+    net_rx_bytes: Int = Field(default=0, ge=0, le=2**62)
+    net_tx_bytes: Int = Field(default=0, ge=0, le=2**62)
 
     def as_tuple(self) -> tuple[int, int, int, int]:
         """The four figures in column order."""

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import Field, StrictBool
 
-from .common import Model
+from .common import Int, Model, Out
 
 
 class GroupUpdate(Model):
     """Omitted fields keep their value; ``max_concurrency: null`` means unlimited."""
 
-    max_concurrency: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_concurrency: Int | None = Field(default=None, ge=1, le=1_000_000)
     paused: StrictBool | None = None
 
 
-class Group(BaseModel):
+class Group(Out):
     """A group's settings and live counts."""
 
     name: str
@@ -24,7 +24,7 @@ class Group(BaseModel):
     pending: int
 
 
-class GroupList(BaseModel):
+class GroupList(Out):
     """Every configured group and every group with live tasks."""
 
     groups: list[Group]

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Literal
+
+from .common import Out
 
 
-class Health(BaseModel):
-    """``/healthz`` and ``/readyz`` answer."""
+class Liveness(Out):
+    """``/healthz``: the process is up."""
 
-    status: str
-    database: str | None = None
-    migrations: str | None = None
+    status: Literal["ok"]
+
+
+class Readiness(Out):
+    """``/readyz``: ``ok`` (200) only when the database answers and is migrated; else 503."""
+
+    status: Literal["ok", "unavailable"]
+    database: Literal["ok", "unreachable"]
+    migrations: Literal["current", "pending", "unknown"]

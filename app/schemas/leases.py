@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 
-from .common import IO, Json, JsonObject, Model, Name, TaskType, Text, check_json
+from .common import IO, Int, Json, JsonObject, Model, Name, Number, Out, TaskType, Text, check_json
+from .problems import Problem
 from .tasks import Phase, Progress, Status, Task
 
 
@@ -17,12 +18,12 @@ class LeaseRequest(Model):
     worker_id: Name
     types: list[TaskType] | None = Field(default=None, max_length=100)
     groups: list[Name] | None = Field(default=None, max_length=100)
-    max_tasks: int = Field(default=1, ge=1, le=1000)
-    lease_seconds: float = Field(default=30.0, gt=0, le=3600)
-    wait_seconds: float = Field(default=0.0, ge=0, le=60)
+    max_tasks: Int = Field(default=1, ge=1, le=1000)
+    lease_seconds: Number = Field(default=30.0, gt=0, le=3600)
+    wait_seconds: Number = Field(default=0.0, ge=0, le=60)
 
 
-class LeasedTask(BaseModel):
+class LeasedTask(Out):
     """What a worker needs to run a task."""
 
     id: str
@@ -37,17 +38,29 @@ class LeasedTask(BaseModel):
     max_attempts: int
     expected_io: IO
     state: dict[str, Any] | None
-    previous_state: dict[str, Any] | None = None
+    previous_state: dict[str, Any] | None = Field(
+        default=None, description="the newest state map of the tasks this one superseded"
+    )
 
 
-class CancelDirective(BaseModel):
-    """The server revoked the lease: run the on_cancel hook, then acknowledge."""
+class CancelledDirective(Out):
+    """The task was cancelled: run the on_cancel hook, then acknowledge."""
 
-    reason: Literal["superseded", "cancelled"]
-    superseded_by: str | None = None
+    reason: Literal["cancelled"]
 
 
-class Lease(BaseModel):
+class SupersededDirective(Out):
+    """The task was superseded: run the on_cancel hook, then acknowledge."""
+
+    reason: Literal["superseded"]
+    superseded_by: str = Field(description="the task that replaced it")
+
+
+#: The server revoked the lease; ``reason`` tells which kind.
+CancelDirective = Annotated[CancelledDirective | SupersededDirective, Field(discriminator="reason")]
+
+
+class Lease(Out):
     """One granted lease. ``lease_id`` is the fencing token for every later call.
 
     ``phase`` says what to run: the handler (``execute``), its ``finalize`` hook once the
@@ -63,7 +76,7 @@ class Lease(BaseModel):
     task: LeasedTask
 
 
-class LeaseResponse(BaseModel):
+class LeaseResponse(Out):
     """Answer of ``POST /leases``: empty when no work arrived within ``wait_seconds``."""
 
     leases: list[Lease]
@@ -72,12 +85,12 @@ class LeaseResponse(BaseModel):
 class Heartbeat(Model):
     """Keep a lease alive; optionally report progress and replace the state map."""
 
-    extend_seconds: float | None = Field(default=None, gt=0, le=3600)
+    extend_seconds: Number | None = Field(default=None, gt=0, le=3600)
     progress: Progress | None = None
     state: JsonObject | None = None
 
 
-class HeartbeatResult(BaseModel):
+class HeartbeatResult(Out):
     """Answer of a heartbeat."""
 
     expires_at: datetime
@@ -123,7 +136,7 @@ class Fail(Model):
 
     error: Text | ErrorObject
     retryable: StrictBool = True
-    retry_after_seconds: float | None = Field(default=None, ge=0, le=7 * 86400)
+    retry_after_seconds: Number | None = Field(default=None, ge=0, le=7 * 86400)
 
 
 class StatePatch(Model):
@@ -133,23 +146,30 @@ class StatePatch(Model):
     mode: Literal["merge", "replace"] = "merge"
 
 
-class CompleteItemResult(BaseModel):
-    """Per-item outcome of a batch completion."""
+class CompletedItem(Out):
+    """A batch item that completed its lease."""
 
     lease_id: str
-    ok: bool
-    status: Status | None = Field(default=None, description="the task's status, when ok")
+    ok: Literal[True]
+    status: Status = Field(description="the task's status")
     task: Task | None = Field(
-        default=None,
-        description="the task's whole record when ok, unless the request said "
-        "`Prefer: return=minimal`",
-    )
-    error: dict[str, Any] | None = Field(
-        default=None, description="problem+json body explaining why this item was refused"
+        description="the task's whole record; null when the request said `Prefer: return=minimal`"
     )
 
 
-class CompleteBatchResult(BaseModel):
+class RefusedItem(Out):
+    """A batch item refused on its own: ``error`` says why, as a problem would."""
+
+    lease_id: str
+    ok: Literal[False]
+    error: Problem
+
+
+#: Per-item outcome of a batch completion, told apart by ``ok``.
+CompleteItemResult = CompletedItem | RefusedItem
+
+
+class CompleteBatchResult(Out):
     """Answer of ``POST /leases/complete``, in input order."""
 
     results: list[CompleteItemResult]

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated, Literal
 
-from .common import Model, Name, TaskType, Text
+from pydantic import Field, StringConstraints
+
+from .common import TAG_KEY_PATTERN, Model, Name, Out, TaskType, Text
 from .tasks import Status
 
+#: The numeric fields that aggregates sum, min, max and average (the store maps each to
+#: its column; a test keeps the two equal).
+MetricField = Literal[
+    "expected_io.read_bytes",
+    "expected_io.write_bytes",
+    "expected_io.net_rx_bytes",
+    "expected_io.net_tx_bytes",
+    "actual_io.read_bytes",
+    "actual_io.write_bytes",
+    "actual_io.net_rx_bytes",
+    "actual_io.net_tx_bytes",
+    "priority",
+    "attempt",
+]
+#: What aggregates group by: ``tag.<key>``, ``status``, ``type`` or ``group``.
+GroupByField = Annotated[
+    str, StringConstraints(pattern=r"^(status|type|group|tag\." + TAG_KEY_PATTERN[1:-1] + ")$")
+]
 
-class AggregateGroup(BaseModel):
+
+class AggregateGroup(Out):
     """One group: its key (by the ``group_by`` names as asked), count and metrics."""
 
     key: dict[str, str | None] = Field(
@@ -22,27 +43,27 @@ class AggregateGroup(BaseModel):
     avg: dict[str, float | None] = Field(default_factory=dict)
 
 
-class AggregateResult(BaseModel):
+class AggregateResult(Out):
     """Answer of ``GET /tasks/aggregate``: largest groups first."""
 
     groups: list[AggregateGroup]
     truncated: bool = Field(description="more groups exist than `limit` allowed")
 
 
-class TagValue(BaseModel):
+class TagValue(Out):
     """A tag value and how many tasks carry it."""
 
     value: str
     count: int
 
 
-class TagValues(BaseModel):
+class TagValues(Out):
     """Answer of ``GET /tags/{key}/values``: count descending."""
 
     values: list[TagValue]
 
 
-class TagKeys(BaseModel):
+class TagKeys(Out):
     """Answer of ``GET /tags``: distinct keys, sorted."""
 
     keys: list[str]
@@ -65,7 +86,7 @@ class CancelMatching(Model):
     filter: CancelFilter
 
 
-class CancelMatchingResult(BaseModel):
+class CancelMatchingResult(Out):
     """How many matching live tasks ended at once and how many are being cancelled."""
 
     cancelled: int

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictBool, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 
-from .common import IO, Instant, Json, Model, Name, Tags, TaskType, Text
+from .common import IO, Instant, Int, Json, Model, Name, Number, Out, Tags, TaskType, Text
 
 Status = Literal[
     "pending",
@@ -26,15 +26,17 @@ Status = Literal[
 #: What a lease runs: the handler, its finalize hook, or its on_cancel hook.
 Phase = Literal["execute", "finalize", "cancel"]
 OnDuplicate = Literal["skip", "supersede", "reject"]
+#: Why a task is being (or was) cancelled: a cancel, or a supersede of its dedup key.
+CancelReason = Literal["cancelled", "superseded"]
 
 
 class RetryPolicy(Model):
     """How a failed task is retried."""
 
-    max_attempts: int = Field(default=3, ge=1, le=1000)
+    max_attempts: Int = Field(default=3, ge=1, le=1000)
     backoff: Literal["exponential", "fixed"] = "exponential"
-    base_seconds: float = Field(default=1.0, ge=0, le=86400)
-    max_seconds: float = Field(default=300.0, ge=0, le=7 * 86400)
+    base_seconds: Number = Field(default=1.0, ge=0, le=86400)
+    max_seconds: Number = Field(default=300.0, ge=0, le=7 * 86400)
 
     @model_validator(mode="after")
     def _cap_not_below_base(self) -> RetryPolicy:
@@ -48,7 +50,7 @@ class TaskSubmit(Model):
 
     type: TaskType
     payload: Json = None
-    priority: int = Field(default=128, ge=0, le=255, description="0-255, lower runs first")
+    priority: Int = Field(default=128, ge=0, le=255, description="0-255, lower runs first")
     dedup_key: Text | None = Field(default=None, min_length=1, max_length=512)
     on_duplicate: OnDuplicate = "skip"
     group: Name | None = None
@@ -56,7 +58,7 @@ class TaskSubmit(Model):
     expected_io: IO = Field(default_factory=IO)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     run_after: Instant | None = None
-    ttl_seconds: float | None = Field(default=None, gt=0, le=365 * 86400)
+    ttl_seconds: Number | None = Field(default=None, gt=0, le=365 * 86400)
     label: Text | None = Field(default=None, max_length=1024)
     parent_id: Text | None = Field(
         default=None,
@@ -90,7 +92,7 @@ class TaskBatchSubmit(Model):
     tasks: list[TaskSubmit] = Field(min_length=1)
 
 
-class LeaseInfo(BaseModel):
+class LeaseInfo(Out):
     """The current lease of a running or cancelling task."""
 
     id: str
@@ -101,11 +103,11 @@ class LeaseInfo(BaseModel):
 class Progress(Model):
     """A worker's progress report."""
 
-    fraction: float | None = Field(default=None, ge=0, le=1)
+    fraction: Number | None = Field(default=None, ge=0, le=1)
     message: Text | None = Field(default=None, max_length=1024)
 
 
-class Children(BaseModel):
+class Children(Out):
     """Counts of a task's children."""
 
     total: int
@@ -114,7 +116,16 @@ class Children(BaseModel):
     failed: int
 
 
-class Task(BaseModel):
+class TaskError(Out):
+    """Why a task failed: ``message``, and whatever fields the worker (or the server:
+    ``child_id``, ``worker``) added."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+
+
+class Task(Out):
     """A task as stored, with every server-set field."""
 
     id: str
@@ -142,8 +153,10 @@ class Task(BaseModel):
     progress: Progress | None
     state: dict[str, Any] | None
     result: Any
-    error: Any
-    cancel_reason: str | None
+    error: str | TaskError | None = Field(
+        description="a failed attempt's error: the worker's text or object"
+    )
+    cancel_reason: CancelReason | None
     superseded_by: str | None
     supersedes: str | None
     blocked_on: str | None = Field(
@@ -153,37 +166,79 @@ class Task(BaseModel):
     children: Children
 
 
-class SubmitResult(BaseModel):
-    """Answer of ``POST /tasks``."""
+class SubmitCreated(Out):
+    """A new task (``201``)."""
 
-    outcome: Literal["created", "superseded", "deduplicated"]
+    outcome: Literal["created"]
     task: Task
-    replaced_task_id: str | None = None
 
 
-class BatchItemResult(BaseModel):
-    """One item's outcome in a batch, in input order."""
+class SubmitSuperseded(Out):
+    """A new task that replaced the live holder of its dedup key (``201``)."""
 
-    outcome: Literal["created", "superseded", "deduplicated", "rejected"]
-    task_id: str | None = Field(
-        default=None, description="the created, superseding or holding task (not for rejected)"
-    )
-    status: Status | None = Field(default=None, description="that task's status")
-    task: Task | None = Field(
-        default=None,
-        description="that task's whole record, unless the request said `Prefer: return=minimal`",
-    )
-    replaced_task_id: str | None = None
-    existing_task_id: str | None = None
+    outcome: Literal["superseded"]
+    task: Task
+    replaced_task_id: str = Field(description="the task it superseded")
 
 
-class BatchSubmitResult(BaseModel):
+class SubmitDeduplicated(Out):
+    """The live task that already holds the dedup key (``200``, ``on_duplicate=skip``)."""
+
+    outcome: Literal["deduplicated"]
+    task: Task
+
+
+#: Answer of ``POST /tasks``, told apart by ``outcome``.
+SubmitResult = Annotated[
+    SubmitCreated | SubmitSuperseded | SubmitDeduplicated, Field(discriminator="outcome")
+]
+#: The ``201`` answers of ``POST /tasks``.
+SubmitNew = Annotated[SubmitCreated | SubmitSuperseded, Field(discriminator="outcome")]
+
+_TASK_OR_MINIMAL = Field(
+    description="the task's whole record; null when the request said `Prefer: return=minimal`"
+)
+
+
+class BatchItemAccepted(Out):
+    """A batch item that created a task, or found the live holder of its key."""
+
+    outcome: Literal["created", "deduplicated"]
+    task_id: str = Field(description="the created task, or the holder of the key")
+    status: Status
+    task: Task | None = _TASK_OR_MINIMAL
+
+
+class BatchItemSuperseded(Out):
+    """A batch item whose new task replaced the live holder of its dedup key."""
+
+    outcome: Literal["superseded"]
+    task_id: str = Field(description="the new task")
+    status: Status
+    task: Task | None = _TASK_OR_MINIMAL
+    replaced_task_id: str = Field(description="the task it superseded")
+
+
+class BatchItemRejected(Out):
+    """A batch item refused by ``on_duplicate=reject``: no task was created."""
+
+    outcome: Literal["rejected"]
+    existing_task_id: str = Field(description="the live task that holds the dedup key")
+
+
+#: One item's outcome in a batch, in input order, told apart by ``outcome``.
+BatchItemResult = Annotated[
+    BatchItemAccepted | BatchItemSuperseded | BatchItemRejected, Field(discriminator="outcome")
+]
+
+
+class BatchSubmitResult(Out):
     """Answer of ``POST /tasks/batch``."""
 
     results: list[BatchItemResult]
 
 
-class TaskList(BaseModel):
+class TaskList(Out):
     """A page of tasks; pass ``next_cursor`` as ``cursor`` for the next page."""
 
     tasks: list[Task]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.schemas.tasks import Status
 from tests.conftest import ServerFactory
 from tests.helpers import eventually, lease, submit
 
@@ -16,6 +17,11 @@ async def _snapshot(c: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
     assert r.status_code == 200, r.text
     out: dict[str, Any] = r.json()
     return out
+
+
+def counts(**nonzero: int) -> dict[str, int]:
+    """Tasks per status as the snapshot gives them: every status, zeros included."""
+    return {status: nonzero.get(status, 0) for status in get_args(Status)}
 
 
 async def test_snapshot_counts_by_status_type_group_and_tag(make_server: ServerFactory) -> None:
@@ -36,16 +42,19 @@ async def test_snapshot_counts_by_status_type_group_and_tag(make_server: ServerF
     assert snap["statuses"]["running"] == 1
     assert snap["statuses"]["completed"] == 1
     assert snap["statuses"]["failed"] == 0  # every status is present
-    assert snap["types"] == {"a": {"pending": 1, "running": 1, "completed": 1}, "b": {"pending": 2}}
-    assert snap["groups"] == {"g1": {"pending": 1, "running": 1, "completed": 1}}
+    assert snap["types"] == {
+        "a": counts(pending=1, running=1, completed=1),
+        "b": counts(pending=2),
+    }
+    assert snap["groups"] == {"g1": counts(pending=1, running=1, completed=1)}
     assert "tags" not in snap
 
     tagged = await _snapshot(c, by_tag="dst")
     eu = tagged["tags"]["dst"]["eu"]
-    assert eu["statuses"] == {"pending": 1, "running": 1, "completed": 1}
+    assert eu["statuses"] == counts(pending=1, running=1, completed=1)
     # Σ expected_io of the pending and running tasks only.
     assert eu["expected_io"] == {k: 2 * v for k, v in io.items()}
-    assert tagged["tags"]["dst"]["us"] == {"statuses": {"pending": 1}, "expected_io": io}
+    assert tagged["tags"]["dst"]["us"] == {"statuses": counts(pending=1), "expected_io": io}
     assert first["task"]["tags"] == {"dst": "eu"}
 
 

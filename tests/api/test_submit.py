@@ -357,14 +357,7 @@ async def test_batch_deduplicates_against_existing_tasks(client: httpx.AsyncClie
     )
     assert r.status_code == 200, r.text
     results = r.json()["results"]
-    assert results[0] == {
-        "outcome": "rejected",
-        "task_id": None,
-        "status": None,
-        "task": None,
-        "replaced_task_id": None,
-        "existing_task_id": holder["id"],
-    }
+    assert results[0] == {"outcome": "rejected", "existing_task_id": holder["id"]}
     assert results[1]["outcome"] == "deduplicated"
     assert results[1]["task"]["id"] == results[1]["task_id"] == holder["id"]
     assert results[1]["status"] == results[1]["task"]["status"] == "pending"

@@ -255,9 +255,9 @@ async def test_bulk_cancel_by_filter(client: httpx.AsyncClient, model: Model) ->
     [
         ("get", "/tasks", {"tag.bad key": "x"}, "tag.bad key"),
         ("get", "/tasks", {"tag.k": "v" * 257}, "tag.k"),
-        ("get", "/tasks/aggregate", {"group_by": "colour"}, "group_by"),
-        ("get", "/tasks/aggregate", {"group_by": "tag.a b"}, "group_by"),
-        ("get", "/tasks/aggregate", {"sum": "payload"}, "sum"),
+        ("get", "/tasks/aggregate", {"group_by": "colour"}, "group_by[0]"),
+        ("get", "/tasks/aggregate", {"group_by": "tag.a b"}, "group_by[0]"),
+        ("get", "/tasks/aggregate", {"sum": "payload"}, "sum[0]"),
         ("get", "/tags/bad key/values", {}, "key"),
         ("post", "/tasks/cancel", {"filter": {}}, "filter"),
     ],

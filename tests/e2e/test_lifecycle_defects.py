@@ -357,7 +357,7 @@ async def test_defect_4_waiting_parent_runs_its_own_on_cancel(
         final = "superseded"
     else:
         await post(b.client, f"/tasks/{parent['id']}/cancel")
-        expected_cancel = {"reason": "cancelled", "superseded_by": None}
+        expected_cancel = {"reason": "cancelled"}
         final = "cancelled"
     now = await get_task(a.client, parent["id"])
     assert (now["status"], now["phase"], now["cancel_reason"]) == (
@@ -706,7 +706,7 @@ async def test_defect_9_supersede_storm_on_one_key_never_fails(
         assert [t["status"] for t in live] == ["pending"], (k, tasks)
         outcomes = sorted(body["outcome"] for _, body in answers[k])
         assert outcomes == ["created"] + ["superseded"] * (STORM_LOOPS - 1), (k, outcomes)
-        replaced = {body["replaced_task_id"] for _, body in answers[k]} - {None}
+        replaced = {body.get("replaced_task_id") for _, body in answers[k]} - {None}
         assert replaced == {t["id"] for t in tasks} - {live[0]["id"]}
         successor = {t["id"]: t["superseded_by"] for t in tasks}
         (first,) = [body["task"]["id"] for _, body in answers[k] if body["outcome"] == "created"]
