@@ -2,8 +2,8 @@
 
 - :class:`Worker` runs handlers for leased tasks (concurrently, with heartbeats,
   progress, state, cancellation hooks, children and graceful stop).
-- :class:`Client` / :class:`AsyncClient` submit, read, query and aggregate tasks, read
-  the snapshot and follow the event stream.
+- :class:`Client` / :class:`AsyncClient` submit, read, query and aggregate tasks, count
+  them by tag value, read the snapshot and follow the event stream.
 - Errors are :class:`TaskmillError` subclasses mapped from the server's problem+json.
 """
 
@@ -34,7 +34,16 @@ from ._errors import (
     ValidationError,
 )
 from ._http import RetryPolicy
-from ._models import AggregateGroup, Event, SubmitResult, Task, TaskPage
+from ._models import (
+    AggregateGroup,
+    Event,
+    SubmitResult,
+    TagKeys,
+    TagValue,
+    TagValues,
+    Task,
+    TaskPage,
+)
 from ._worker import Handler, Worker, run_workers
 
 __version__ = "0.1.0"
@@ -61,6 +70,9 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "SubmitResult",
+    "TagKeys",
+    "TagValue",
+    "TagValues",
     "Task",
     "TaskCancelled",
     "TaskContext",

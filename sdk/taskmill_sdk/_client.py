@@ -1,21 +1,60 @@
-"""The producer clients: :class:`Client` (blocking) and :class:`AsyncClient`."""
+"""The producer clients: :class:`Client` (blocking) and :class:`AsyncClient`.
+
+Every operation is written once, in :class:`_Operations`, as a description of what to
+send and how to read the answer; the two clients only do the I/O (in the manner of
+httpx's one base class and two transports).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, ParamSpec, Self, TypeVar, overload
 
 import httpx
 
-from ._http import DEFAULT_URL, AsyncHTTP, RetryPolicy, SyncHTTP, _error
-from ._models import AggregateGroup, Event, SubmitResult, Task, TaskPage
+from ._http import (
+    DEFAULT_URL,
+    AsyncHTTP,
+    Call,
+    Params,
+    RetryPolicy,
+    SyncHTTP,
+    client_options,
+    error_of,
+    json_object,
+    segment,
+)
+from ._models import (
+    AggregateGroup,
+    Event,
+    SubmitResult,
+    TagKeys,
+    TagValues,
+    Task,
+    TaskPage,
+)
 from ._sse import SSEParser
 
 TagFilter = Mapping[str, str | Sequence[str]]
-Params = list[tuple[str, str | int | float | bool | None]]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+# Covariant: an operation returning _Pages must match the overloads for _Items[T].
+D = TypeVar("D", covariant=True)
 
 # An event stream that fails this way is reopened (resuming at the last event seen).
 _TRANSIENT = (502, 503, 504)
@@ -71,64 +110,328 @@ def _safe_to_repeat(specs: Iterable[Mapping[str, Any]]) -> bool:
     return all(s.get("dedup_key") and s.get("on_duplicate", "skip") == "skip" for s in specs)
 
 
+def submit_call(spec: dict[str, Any]) -> Call[SubmitResult]:
+    """``POST /tasks`` of one :func:`task_spec` (the worker's children are sent so too)."""
+    return Call(
+        "POST", "/tasks", SubmitResult.from_json, json=spec, idempotent=_safe_to_repeat([spec])
+    )
+
+
+def _each(name: str, value: str | Sequence[str] | None) -> list[tuple[str, str]]:
+    # A repeatable query parameter: one value or several (any of them matches).
+    if value is None:
+        return []
+    return [(name, v) for v in ([value] if isinstance(value, str) else value)]
+
+
 def _filters(
     status: str | Sequence[str] | None,
     type: str | Sequence[str] | None,
     group: str | Sequence[str] | None,
     tags: TagFilter | None,
     parent_id: str | None,
-) -> Params:
-    params: Params = []
-    for name, value in (("status", status), ("type", type), ("group", group)):
-        if value is None:
-            continue
-        params.extend((name, v) for v in ([value] if isinstance(value, str) else value))
+) -> list[tuple[str, str]]:
+    params = [*_each("status", status), *_each("type", type), *_each("group", group)]
     for key, values in (tags or {}).items():
-        params.extend((f"tag.{key}", v) for v in ([values] if isinstance(values, str) else values))
+        params.extend(_each(f"tag.{key}", values))
     if parent_id is not None:
         params.append(("parent_id", parent_id))
     return params
 
 
-def _aggregate_params(
-    group_by: Sequence[str],
-    sums: Sequence[str],
-    mins: Sequence[str],
-    maxes: Sequence[str],
-    avgs: Sequence[str],
-) -> Params:
-    params: Params = [("group_by", g) for g in group_by]
-    for name, fields in (("sum", sums), ("min", mins), ("max", maxes), ("avg", avgs)):
-        params.extend((name, f) for f in fields)
-    return params
+def _page_call(filters: Params, limit: int, cursor: str | None) -> Call[TaskPage]:
+    params = [*filters, ("limit", limit), *([("cursor", cursor)] if cursor else [])]
+    return Call("GET", "/tasks", _task_page, params=params)
 
 
-def _cancel_body(force: bool) -> dict[str, Any] | None:
-    return {"force": True} if force else None  # no body: the plain cancel, as before
+def _task_page(body: Any) -> TaskPage:
+    return TaskPage([Task.from_json(t) for t in body["tasks"]], body.get("next_cursor"))
 
 
-def _submit_result(response: httpx.Response) -> SubmitResult:
-    return SubmitResult.from_json(response.json())
+def _aggregate_groups(body: Any) -> list[AggregateGroup]:
+    return [AggregateGroup.from_json(g) for g in body["groups"]]
 
 
-def _batch_results(response: httpx.Response) -> list[SubmitResult]:
-    return [SubmitResult.from_json(item) for item in response.json()["results"]]
+def _batch_results(body: Any) -> list[SubmitResult]:
+    return [SubmitResult.from_json(item) for item in body["results"]]
 
 
-def _event_params(
-    event: str | Sequence[str] | None,
-    type: str | Sequence[str] | None,
-    task_id: str | Sequence[str] | None,
-    tags: TagFilter | None,
-) -> Params:
-    params = _filters(None, type, None, tags, None)
-    for name, value in (("event", event), ("task_id", task_id)):
-        if value is not None:
-            params.extend((name, v) for v in ([value] if isinstance(value, str) else value))
-    return params
+def _optional(**params: str | int | None) -> list[tuple[str, str | int]]:
+    # The parameters that were given; the server's defaults stand for the others.
+    return [(name, value) for name, value in params.items() if value is not None]
 
 
-class Client:
+class _Items(Generic[T]):
+    """A description whose answer is items handed out as they come (a generator on a
+    :class:`Client`, an async generator on an :class:`AsyncClient`)."""
+
+
+@dataclass
+class _Pages(_Items[Task]):
+    """``GET /tasks`` page after page, up to ``limit`` tasks: a loop sends each
+    :meth:`next` until there is none and yields what :meth:`take` keeps of its answer."""
+
+    filters: Params
+    page_size: int
+    limit: int | None
+    _cursor: str | None = None
+    _seen: int = 0
+    _done: bool = False
+
+    def next(self) -> Call[TaskPage] | None:
+        """The request of the next page, or None once every task wanted was taken."""
+        if self._done:
+            return None
+        size = self.page_size
+        if self.limit is not None:
+            size = max(1, min(size, self.limit - self._seen))
+        return _page_call(self.filters, size, self._cursor)
+
+    def take(self, page: TaskPage) -> list[Task]:
+        """The tasks of ``page`` to hand out (none past ``limit``)."""
+        tasks = page.tasks if self.limit is None else page.tasks[: self.limit - self._seen]
+        self._seen += len(tasks)
+        self._cursor = page.next_cursor
+        self._done = not page.next_cursor or (self.limit is not None and self._seen >= self.limit)
+        return tasks
+
+
+@dataclass
+class _EventStream(_Items[Event]):
+    """``GET /events`` followed across reconnections: a loop opens each :meth:`connect`,
+    hands an error answer to :meth:`refused` and each line of a good one to :meth:`feed`;
+    after a failure it waits ``_RECONNECT_SECONDS`` and connects again."""
+
+    params: Params
+    last_event_id: str | None
+    _parser: SSEParser = field(default_factory=SSEParser)
+
+    def connect(self) -> dict[str, Any]:
+        """The arguments of ``httpx`` ``stream()`` for a new connection, which resumes
+        after the last event seen."""
+        self._parser = SSEParser()  # a new connection: no half-read event carries over
+        headers = {"last-event-id": self.last_event_id} if self.last_event_id else {}
+        return {
+            "method": "GET",
+            "url": "/events",
+            "params": self.params,
+            "headers": headers,
+            "timeout": None,  # the stream is endless; keep-alive comments arrive meanwhile
+        }
+
+    def refused(self, response: httpx.Response) -> None:
+        """An error answer (its body read): raise it, unless it is worth reconnecting."""
+        if response.status_code not in _TRANSIENT:
+            raise error_of(response)
+
+    def feed(self, line: str) -> Event | None:
+        """One line of the stream; the event it completes, if any."""
+        event = self._parser.feed(line)
+        if event is not None:
+            self.last_event_id = event.id
+        return event
+
+
+class operation(Generic[P, D]):
+    """Makes a description of an operation the method of both clients.
+
+    The decorated function takes the method's arguments and returns what to send: a
+    :class:`Call`, :class:`_Pages` or :class:`_EventStream`. On a :class:`Client` the
+    method sends it and returns the value (or a generator); on an :class:`AsyncClient`
+    it returns an awaitable (or an async generator). Both share the docstring.
+    """
+
+    def __init__(self, build: Callable[P, D]) -> None:
+        self.build = build
+        self.__doc__ = build.__doc__  # what help() shows of the class's attribute
+        # What help() shows of a bound method: the arguments, not the description.
+        self._signature = inspect.signature(build).replace(
+            return_annotation=inspect.Signature.empty
+        )
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Self: ...
+    @overload
+    def __get__(self: operation[P, Call[T]], obj: Client, owner: type[Any]) -> Callable[P, T]: ...
+    @overload
+    def __get__(
+        self: operation[P, Call[T]], obj: AsyncClient, owner: type[Any]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    @overload
+    def __get__(
+        self: operation[P, _Items[T]], obj: Client, owner: type[Any]
+    ) -> Callable[P, Generator[T, None, None]]: ...
+    @overload
+    def __get__(
+        self: operation[P, _Items[T]], obj: AsyncClient, owner: type[Any]
+    ) -> Callable[P, AsyncGenerator[T, None]]: ...
+
+    def __get__(self, obj: Client | AsyncClient | None, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        client, build = obj, self.build
+
+        def method(*args: P.args, **kwargs: P.kwargs) -> Any:
+            description = build(*args, **kwargs)
+            if isinstance(description, Call):
+                return client._send(description)
+            if isinstance(description, _Pages):
+                return client._walk(description)
+            assert isinstance(description, _EventStream)
+            return client._follow(description)
+
+        functools.update_wrapper(method, build)
+        method.__signature__ = self._signature  # type: ignore[attr-defined]
+        return method
+
+
+class _Operations:
+    """The operations of both clients, each described once (see :class:`operation`)."""
+
+    @operation
+    def submit(type: str, payload: Any = None, **fields: Any) -> Call[SubmitResult]:
+        """Submit one task; ``fields`` are those of :func:`task_spec`.
+
+        Raises :class:`DuplicateRejected` when ``on_duplicate="reject"`` and the key is held.
+        """
+        return submit_call(task_spec(type, payload, **fields))
+
+    @operation
+    def submit_batch(specs: Iterable[Mapping[str, Any]]) -> Call[list[SubmitResult]]:
+        """Submit many tasks (each a :func:`task_spec` dict) in one transaction, in order."""
+        items = [dict(s) for s in specs]
+        return Call(
+            "POST",
+            "/tasks/batch",
+            _batch_results,
+            json={"tasks": items},
+            idempotent=_safe_to_repeat(items),
+        )
+
+    @operation
+    def get(task_id: str) -> Call[Task]:
+        """One task by id (:class:`NotFound` if unknown or pruned by retention)."""
+        return Call("GET", f"/tasks/{segment(task_id)}", Task.from_json)
+
+    @operation
+    def page(
+        *,
+        status: str | Sequence[str] | None = None,
+        type: str | Sequence[str] | None = None,
+        group: str | Sequence[str] | None = None,
+        tags: TagFilter | None = None,
+        parent_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Call[TaskPage]:
+        """One page of tasks matching every filter (tags: AND across keys, OR per key)."""
+        return _page_call(_filters(status, type, group, tags, parent_id), limit, cursor)
+
+    @operation
+    def query(
+        *,
+        status: str | Sequence[str] | None = None,
+        type: str | Sequence[str] | None = None,
+        group: str | Sequence[str] | None = None,
+        tags: TagFilter | None = None,
+        parent_id: str | None = None,
+        page_size: int = 500,
+        limit: int | None = None,
+    ) -> _Pages:
+        """Every matching task (up to ``limit``), fetching pages as it goes."""
+        return _Pages(_filters(status, type, group, tags, parent_id), page_size, limit)
+
+    @operation
+    def aggregate(
+        group_by: Sequence[str],
+        *,
+        sum: Sequence[str] = (),
+        min: Sequence[str] = (),
+        max: Sequence[str] = (),
+        avg: Sequence[str] = (),
+        status: str | Sequence[str] | None = None,
+        type: str | Sequence[str] | None = None,
+        group: str | Sequence[str] | None = None,
+        tags: TagFilter | None = None,
+    ) -> Call[list[AggregateGroup]]:
+        """Counts (and sums, minima, maxima, averages) grouped by ``tag.<key>``, ``status``,
+        ``type`` or ``group`` (``GET /tasks/aggregate``)."""
+        params = [*_each("group_by", group_by)]
+        for name, fields in (("sum", sum), ("min", min), ("max", max), ("avg", avg)):
+            params.extend(_each(name, fields))
+        params.extend(_filters(status, type, group, tags, None))
+        return Call("GET", "/tasks/aggregate", _aggregate_groups, params=params)
+
+    @operation
+    def tag_keys(prefix: str | None = None, limit: int | None = None) -> Call[TagKeys]:
+        """The distinct tag keys of the retained tasks, sorted (``GET /tags``).
+
+        ``prefix`` keeps the keys that start with it (``%`` and ``_`` are plain
+        characters); ``limit`` caps how many (the server's default: 1000).
+        """
+        params = _optional(prefix=prefix, limit=limit)
+        return Call("GET", "/tags", TagKeys.from_json, params=params)
+
+    @operation
+    def tag_values(
+        key: str,
+        *,
+        status: str | Sequence[str] | None = None,
+        prefix: str | None = None,
+        limit: int | None = None,
+    ) -> Call[TagValues]:
+        """Each value of the tag ``key`` with how many tasks carry it, the most common
+        first (``GET /tags/{key}/values``); ``.counts`` is ``{value: count}``.
+
+        ``status`` counts only tasks in these statuses; ``prefix`` keeps the values that
+        start with it; ``limit`` caps how many values (the server's default: 1000).
+        """
+        params = [*_each("status", status), *_optional(prefix=prefix, limit=limit)]
+        # The key may hold "/" (the route takes the rest of the path up to /values).
+        path = f"/tags/{segment(key)}/values"
+        return Call("GET", path, TagValues.from_json, params=params)
+
+    @operation
+    def cancel(task_id: str, *, force: bool = False) -> Call[Task]:
+        """Cancel a task and its descendants (leased ones are revoked, their workers run
+        ``on_cancel``). ``force`` ends them all at once instead, without waiting for any
+        worker (an operator's way out of a stuck cancel; no ``on_cancel`` runs)."""
+        body = {"force": True} if force else None  # no body: the plain cancel, as before
+        return Call("POST", f"/tasks/{segment(task_id)}/cancel", Task.from_json, json=body)
+
+    @operation
+    def snapshot(by_tag: str | None = None) -> Call[dict[str, Any]]:
+        """Counts by status, type and group (``by_tag``: per value of that tag too)."""
+        return Call("GET", "/snapshot", json_object, params=_optional(by_tag=by_tag or None))
+
+    @operation
+    def events(
+        *,
+        event: str | Sequence[str] | None = None,
+        type: str | Sequence[str] | None = None,
+        task_id: str | Sequence[str] | None = None,
+        tags: TagFilter | None = None,
+        last_event_id: str | None = None,
+    ) -> _EventStream:
+        """Follow ``GET /events``; reconnects after failures, resuming at the last event."""
+        params = [*_filters(None, type, None, tags, None), *_each("event", event)]
+        params.extend(_each("task_id", task_id))
+        return _EventStream(params, last_event_id)
+
+    @operation
+    def put_group(
+        name: str, *, max_concurrency: int | object | None = ..., paused: bool | None = None
+    ) -> Call[dict[str, Any]]:
+        """Configure a group (``...`` leaves the limit as it is; ``None`` removes it)."""
+        body: dict[str, Any] = {}
+        if max_concurrency is not ...:
+            body["max_concurrency"] = max_concurrency
+        if paused is not None:
+            body["paused"] = paused
+        return Call("PUT", f"/groups/{segment(name)}", json_object, json=body)
+
+
+class Client(_Operations):
     """A blocking client for producers and operators.
 
     Args:
@@ -151,7 +454,8 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url
-        self._http = SyncHTTP(url, token=token, timeout=timeout, retry=retry, transport=transport)
+        options = client_options(url, token, timeout)
+        self._http = SyncHTTP(httpx.Client(transport=transport, **options), retry)
 
     def __enter__(self) -> Client:
         return self
@@ -163,158 +467,32 @@ class Client:
         """Close the connections."""
         self._http.close()
 
-    def submit(self, type: str, payload: Any = None, **fields: Any) -> SubmitResult:
-        """Submit one task; ``fields`` are those of :func:`task_spec`.
+    # -- the I/O of the operations ----------------------------------------------------
 
-        Raises :class:`DuplicateRejected` when ``on_duplicate="reject"`` and the key is held.
-        """
-        spec = task_spec(type, payload, **fields)
-        r = self._http.request("POST", "/tasks", json=spec, idempotent=_safe_to_repeat([spec]))
-        return _submit_result(r)
+    def _send(self, call: Call[T]) -> T:
+        return self._http.send(call)
 
-    def submit_batch(self, specs: Iterable[Mapping[str, Any]]) -> list[SubmitResult]:
-        """Submit many tasks (each a :func:`task_spec` dict) in one transaction, in order."""
-        items = [dict(s) for s in specs]
-        r = self._http.request(
-            "POST", "/tasks/batch", json={"tasks": items}, idempotent=_safe_to_repeat(items)
-        )
-        return _batch_results(r)
+    def _walk(self, pages: _Pages) -> Generator[Task, None, None]:
+        while (call := pages.next()) is not None:
+            yield from pages.take(self._send(call))
 
-    def get(self, task_id: str) -> Task:
-        """One task by id (:class:`NotFound` if unknown or pruned by retention)."""
-        return Task.from_json(self._http.request("GET", f"/tasks/{task_id}").json())
-
-    def page(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        type: str | Sequence[str] | None = None,
-        group: str | Sequence[str] | None = None,
-        tags: TagFilter | None = None,
-        parent_id: str | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> TaskPage:
-        """One page of tasks matching every filter (tags: AND across keys, OR per key)."""
-        params = _filters(status, type, group, tags, parent_id)
-        params.append(("limit", str(limit)))
-        if cursor:
-            params.append(("cursor", cursor))
-        body = self._http.request("GET", "/tasks", params=params).json()
-        return TaskPage([Task.from_json(t) for t in body["tasks"]], body.get("next_cursor"))
-
-    def query(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        type: str | Sequence[str] | None = None,
-        group: str | Sequence[str] | None = None,
-        tags: TagFilter | None = None,
-        parent_id: str | None = None,
-        page_size: int = 500,
-        limit: int | None = None,
-    ) -> Iterator[Task]:
-        """Every matching task (up to ``limit``), fetching pages as it goes."""
-        cursor = None
-        seen = 0
+    def _follow(self, stream: _EventStream) -> Generator[Event, None, None]:
         while True:
-            page = self.page(
-                status=status,
-                type=type,
-                group=group,
-                tags=tags,
-                parent_id=parent_id,
-                limit=page_size if limit is None else max(1, min(page_size, limit - seen)),
-                cursor=cursor,
-            )
-            for task in page.tasks:
-                yield task
-                seen += 1
-                if limit is not None and seen >= limit:
-                    return
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
-
-    def aggregate(
-        self,
-        group_by: Sequence[str],
-        *,
-        sum: Sequence[str] = (),
-        min: Sequence[str] = (),
-        max: Sequence[str] = (),
-        avg: Sequence[str] = (),
-        status: str | Sequence[str] | None = None,
-        type: str | Sequence[str] | None = None,
-        group: str | Sequence[str] | None = None,
-        tags: TagFilter | None = None,
-    ) -> list[AggregateGroup]:
-        """Counts (and sums, minima, maxima, averages) grouped by ``tag.<key>``, ``status``,
-        ``type`` or ``group`` (``GET /tasks/aggregate``)."""
-        params = _aggregate_params(group_by, sum, min, max, avg)
-        params += _filters(status, type, group, tags, None)
-        body = self._http.request("GET", "/tasks/aggregate", params=params).json()
-        return [AggregateGroup.from_json(g) for g in body["groups"]]
-
-    def cancel(self, task_id: str, *, force: bool = False) -> Task:
-        """Cancel a task and its descendants (leased ones are revoked, their workers run
-        ``on_cancel``). ``force`` ends them all at once instead, without waiting for any
-        worker (an operator's way out of a stuck cancel; no ``on_cancel`` runs)."""
-        r = self._http.request("POST", f"/tasks/{task_id}/cancel", json=_cancel_body(force))
-        return Task.from_json(r.json())
-
-    def snapshot(self, by_tag: str | None = None) -> dict[str, Any]:
-        """Counts by status, type and group (``by_tag``: per value of that tag too)."""
-        params = {"by_tag": by_tag} if by_tag else None
-        body: dict[str, Any] = self._http.request("GET", "/snapshot", params=params).json()
-        return body
-
-    def events(
-        self,
-        *,
-        event: str | Sequence[str] | None = None,
-        type: str | Sequence[str] | None = None,
-        task_id: str | Sequence[str] | None = None,
-        tags: TagFilter | None = None,
-        last_event_id: str | None = None,
-    ) -> Iterator[Event]:
-        """Follow ``GET /events``; reconnects after failures, resuming at the last event."""
-        params = _event_params(event, type, task_id, tags)
-        while True:
-            headers = {"last-event-id": last_event_id} if last_event_id else {}
             try:
-                with self._http.client.stream(
-                    "GET", "/events", params=params, headers=headers, timeout=None
-                ) as r:
-                    if r.status_code >= 400:
+                with self._http.client.stream(**stream.connect()) as r:
+                    if r.is_error:
                         r.read()
-                        if r.status_code not in _TRANSIENT:
-                            raise _error(r)
+                        stream.refused(r)
                     else:
-                        parser = SSEParser()
                         for line in r.iter_lines():
-                            ev = parser.feed(line)
-                            if ev is not None:
-                                last_event_id = ev.id
-                                yield ev
+                            if (event := stream.feed(line)) is not None:
+                                yield event
             except httpx.TransportError:
                 pass
             time.sleep(_RECONNECT_SECONDS)
 
-    def put_group(
-        self, name: str, *, max_concurrency: int | object | None = ..., paused: bool | None = None
-    ) -> dict[str, Any]:
-        """Configure a group (``...`` leaves the limit as it is; ``None`` removes it)."""
-        body: dict[str, Any] = {}
-        if max_concurrency is not ...:
-            body["max_concurrency"] = max_concurrency
-        if paused is not None:
-            body["paused"] = paused
-        out: dict[str, Any] = self._http.request("PUT", f"/groups/{name}", json=body).json()
-        return out
 
-
-class AsyncClient:
+class AsyncClient(_Operations):
     """The asyncio twin of :class:`Client` (same methods, awaitable).
 
     ``transport`` takes an ``httpx.AsyncBaseTransport``.
@@ -331,10 +509,13 @@ class AsyncClient:
         _http: AsyncHTTP | None = None,
     ) -> None:
         self.url = url
-        self._http = _http or AsyncHTTP(
-            url, token=token, timeout=timeout, retry=retry, transport=transport
-        )
-        self._owns_http = _http is None
+        if _http is None:
+            options = client_options(url, token, timeout)
+            _http = AsyncHTTP(httpx.AsyncClient(transport=transport, **options), retry)
+            self._owns_http = True
+        else:  # the worker's: it closes that itself
+            self._owns_http = False
+        self._http = _http
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -347,149 +528,27 @@ class AsyncClient:
         if self._owns_http:
             await self._http.aclose()
 
-    async def submit(self, type: str, payload: Any = None, **fields: Any) -> SubmitResult:
-        """Submit one task; see :meth:`Client.submit`."""
-        spec = task_spec(type, payload, **fields)
-        r = await self._http.request(
-            "POST", "/tasks", json=spec, idempotent=_safe_to_repeat([spec])
-        )
-        return _submit_result(r)
+    # -- the I/O of the operations ----------------------------------------------------
 
-    async def submit_batch(self, specs: Iterable[Mapping[str, Any]]) -> list[SubmitResult]:
-        """Submit many tasks in one transaction; see :meth:`Client.submit_batch`."""
-        items = [dict(s) for s in specs]
-        r = await self._http.request(
-            "POST", "/tasks/batch", json={"tasks": items}, idempotent=_safe_to_repeat(items)
-        )
-        return _batch_results(r)
+    async def _send(self, call: Call[T]) -> T:
+        return await self._http.send(call)
 
-    async def get(self, task_id: str) -> Task:
-        """One task by id."""
-        return Task.from_json((await self._http.request("GET", f"/tasks/{task_id}")).json())
-
-    async def page(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        type: str | Sequence[str] | None = None,
-        group: str | Sequence[str] | None = None,
-        tags: TagFilter | None = None,
-        parent_id: str | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> TaskPage:
-        """One page of tasks; see :meth:`Client.list`."""
-        params = _filters(status, type, group, tags, parent_id)
-        params.append(("limit", str(limit)))
-        if cursor:
-            params.append(("cursor", cursor))
-        body = (await self._http.request("GET", "/tasks", params=params)).json()
-        return TaskPage([Task.from_json(t) for t in body["tasks"]], body.get("next_cursor"))
-
-    async def query(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        type: str | Sequence[str] | None = None,
-        group: str | Sequence[str] | None = None,
-        tags: TagFilter | None = None,
-        parent_id: str | None = None,
-        page_size: int = 500,
-        limit: int | None = None,
-    ) -> AsyncIterator[Task]:
-        """Every matching task (up to ``limit``), fetching pages as it goes."""
-        cursor = None
-        seen = 0
-        while True:
-            page = await self.page(
-                status=status,
-                type=type,
-                group=group,
-                tags=tags,
-                parent_id=parent_id,
-                limit=page_size if limit is None else max(1, min(page_size, limit - seen)),
-                cursor=cursor,
-            )
-            for task in page.tasks:
+    async def _walk(self, pages: _Pages) -> AsyncGenerator[Task, None]:
+        while (call := pages.next()) is not None:
+            for task in pages.take(await self._send(call)):
                 yield task
-                seen += 1
-                if limit is not None and seen >= limit:
-                    return
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
 
-    async def aggregate(
-        self,
-        group_by: Sequence[str],
-        *,
-        sum: Sequence[str] = (),
-        min: Sequence[str] = (),
-        max: Sequence[str] = (),
-        avg: Sequence[str] = (),
-        status: str | Sequence[str] | None = None,
-        type: str | Sequence[str] | None = None,
-        group: str | Sequence[str] | None = None,
-        tags: TagFilter | None = None,
-    ) -> list[AggregateGroup]:
-        """Grouped counts and figures; see :meth:`Client.aggregate`."""
-        params = _aggregate_params(group_by, sum, min, max, avg)
-        params += _filters(status, type, group, tags, None)
-        body = (await self._http.request("GET", "/tasks/aggregate", params=params)).json()
-        return [AggregateGroup.from_json(g) for g in body["groups"]]
-
-    async def cancel(self, task_id: str, *, force: bool = False) -> Task:
-        """Cancel a task and its descendants; see :meth:`Client.cancel`."""
-        r = await self._http.request("POST", f"/tasks/{task_id}/cancel", json=_cancel_body(force))
-        return Task.from_json(r.json())
-
-    async def snapshot(self, by_tag: str | None = None) -> dict[str, Any]:
-        """Counts by status, type and group; see :meth:`Client.snapshot`."""
-        params = {"by_tag": by_tag} if by_tag else None
-        body: dict[str, Any] = (await self._http.request("GET", "/snapshot", params=params)).json()
-        return body
-
-    async def events(
-        self,
-        *,
-        event: str | Sequence[str] | None = None,
-        type: str | Sequence[str] | None = None,
-        task_id: str | Sequence[str] | None = None,
-        tags: TagFilter | None = None,
-        last_event_id: str | None = None,
-    ) -> AsyncIterator[Event]:
-        """Follow ``GET /events``; reconnects after failures, resuming at the last event."""
-        params = _event_params(event, type, task_id, tags)
+    async def _follow(self, stream: _EventStream) -> AsyncGenerator[Event, None]:
         while True:
-            headers = {"last-event-id": last_event_id} if last_event_id else {}
             try:
-                async with self._http.client.stream(
-                    "GET", "/events", params=params, headers=headers, timeout=None
-                ) as r:
-                    if r.status_code >= 400:
+                async with self._http.client.stream(**stream.connect()) as r:
+                    if r.is_error:
                         await r.aread()
-                        if r.status_code not in _TRANSIENT:
-                            raise _error(r)
+                        stream.refused(r)
                     else:
-                        parser = SSEParser()
                         async for line in r.aiter_lines():
-                            ev = parser.feed(line)
-                            if ev is not None:
-                                last_event_id = ev.id
-                                yield ev
+                            if (event := stream.feed(line)) is not None:
+                                yield event
             except httpx.TransportError:
                 pass
             await asyncio.sleep(_RECONNECT_SECONDS)
-
-    async def put_group(
-        self, name: str, *, max_concurrency: int | object | None = ..., paused: bool | None = None
-    ) -> dict[str, Any]:
-        """Configure a group; see :meth:`Client.put_group`."""
-        body: dict[str, Any] = {}
-        if max_concurrency is not ...:
-            body["max_concurrency"] = max_concurrency
-        if paused is not None:
-            body["paused"] = paused
-        r = await self._http.request("PUT", f"/groups/{name}", json=body)
-        out: dict[str, Any] = r.json()
-        return out

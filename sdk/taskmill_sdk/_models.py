@@ -24,6 +24,9 @@ class Task:
     ``finalize`` (its finalize hook, once its children ended) or ``cancel`` (its
     ``on_cancel`` hook: it was revoked after its execute phase had ended).
     ``cancel_reason`` (``cancelled`` or ``superseded``) is set once a cancel was asked.
+    ``blocked_on`` is the task a ``blocked`` one waits for (it and its descendants);
+    ``ttl_deadline`` is when a task not started by then expires. The current lease, the
+    children's counts, the retry policy and the I/O figures are in ``raw``.
     """
 
     id: str
@@ -48,6 +51,11 @@ class Task:
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    updated_at: datetime | None
+    run_after: datetime | None
+    ttl_deadline: datetime | None
+    blocked_on: str | None
+    fail_fast: bool
     raw: dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
@@ -76,6 +84,11 @@ class Task:
             created_at=_ts(data.get("created_at")),
             started_at=_ts(data.get("started_at")),
             finished_at=_ts(data.get("finished_at")),
+            updated_at=_ts(data.get("updated_at")),
+            run_after=_ts(data.get("run_after")),
+            ttl_deadline=_ts(data.get("ttl_deadline")),
+            blocked_on=data.get("blocked_on"),
+            fail_fast=bool(data.get("fail_fast", False)),
             raw=data,
         )
 
@@ -164,3 +177,45 @@ class Event:
         """The task the event is about (None for group events)."""
         value = self.data.get("task_id")
         return str(value) if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class TagKeys:
+    """Answer of ``GET /tags``: the distinct tag keys of the retained tasks, sorted."""
+
+    keys: list[str]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TagKeys:
+        """Build from the server's JSON."""
+        return cls(keys=[str(k) for k in data.get("keys") or []])
+
+
+@dataclass(frozen=True, slots=True)
+class TagValue:
+    """One value of a tag key and how many tasks carry it."""
+
+    value: str
+    count: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TagValue:
+        """Build from one item of the answer's ``values``."""
+        return cls(value=str(data["value"]), count=int(data.get("count", 0)))
+
+
+@dataclass(frozen=True, slots=True)
+class TagValues:
+    """Answer of ``GET /tags/{key}/values``: the key's values, the most common first."""
+
+    values: list[TagValue]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TagValues:
+        """Build from the server's JSON."""
+        return cls(values=[TagValue.from_json(v) for v in data.get("values") or []])
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """``{value: count}``, the most common first (what a count by tag wants)."""
+        return {v.value: v.count for v in self.values}

@@ -21,7 +21,9 @@ from typing import Any, TypeVar
 
 import httpx
 
+from ._client import AsyncClient, submit_call
 from ._context import (
+    CancelRequest,
     PermanentError,
     Release,
     Retry,
@@ -38,18 +40,22 @@ from ._errors import (
     TaskmillError,
     Unavailable,
 )
-from ._http import DEFAULT_URL, AsyncHTTP, RetryPolicy
-from ._models import SubmitResult, Task
+from ._http import DEFAULT_URL, AsyncHTTP, Call, RetryPolicy, client_options, ignore, segment
+from ._models import Task
 
 log = logging.getLogger("taskmill_sdk.worker")
 
 #: A handler takes the context and returns the task's result (any JSON), sync or async.
 Handler = Callable[[TaskContext], Any]
 H = TypeVar("H", bound=Handler)
+T = TypeVar("T")
 
 _MAX_TRACEBACK = 4000
 #: What a lease call answers (409, ``task_status``) once the task was ended by force.
 _FORCE_ENDED = ("cancelled", "superseded")
+#: After the shutdown deadline, how long the runners get for their last words (a release
+#: of what they hold, one try each) before they are cancelled.
+_LAST_WORDS_SECONDS = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,32 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 (an object with an async __call__)
     )
+
+
+def _leases(body: Any) -> list[dict[str, Any]]:
+    leases: list[dict[str, Any]] = body["leases"]
+    return leases
+
+
+def _lease_request(body: dict[str, Any]) -> Call[list[dict[str, Any]]]:
+    # POST /leases: a long poll for up to body["max_tasks"] leases.
+    return Call("POST", "/leases", _leases, json=body)
+
+
+def _task_status(body: Any) -> str | None:
+    status = body.get("status")
+    return str(status) if status is not None else None
+
+
+def _cancel_directive(body: Any) -> CancelRequest | None:
+    # A heartbeat's answer: the server's cancel directive, if it revoked the lease.
+    cancel = body.get("cancel")
+    return _cancel_request(cancel) if cancel else None
+
+
+def _on_lease(lease_id: str, action: str, parse: Callable[[Any], T], json: Any = None) -> Call[T]:
+    # A call of the lease protocol; each is safe to repeat (the lease id fences it).
+    return Call("POST", f"/leases/{segment(lease_id)}/{action}", parse, json=json)
 
 
 def _error_body(exc: BaseException) -> dict[str, Any]:
@@ -103,10 +135,14 @@ class Worker:
         heartbeat_seconds: heartbeat period (default a third of ``lease_seconds``).
         wait_seconds: long-poll time of one lease request. A stop waits for the poll in
             flight to answer (and releases what it brings) rather than leave a lease granted
-            to nobody; a second stop (``now=True``, a second signal) does not wait.
+            to nobody, until ``shutdown_timeout`` at most; a second stop (``now=True``, a
+            second signal) does not wait.
         groups: lease only from these groups (default any).
-        shutdown_timeout: on stop, in-flight handlers get this long to finish; leases still
-            held then are released (the attempt is not counted).
+        shutdown_timeout: on stop, in-flight handlers get this long to finish; then leases
+            still held are released (the attempt is not counted) and calls still retrying
+            give up (a report the service did not get is lost: its lease expires there),
+            so that :meth:`run` returns a few seconds later at most (a sync handler still
+            running then keeps its thread, and so the process, alive until it returns).
         cancel_grace_seconds: after a cancel directive, how long to wait for the handler
             to stop before ``on_cancel`` runs anyway.
         retry: how transient HTTP failures are retried.
@@ -153,6 +189,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._abort: asyncio.Event | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self._stop_requested = False
         self._running: dict[str, TaskContext] = {}
         self.started = threading.Event()
@@ -228,6 +265,12 @@ class Worker:
         assert self._stop is not None and self._abort is not None
         if self._stop.is_set() or now:
             self._abort.set()
+        else:
+            # The first stop starts the shutdown deadline. Whatever the worker is doing
+            # then (waiting for a poll, for handlers, for a retry), it releases what it
+            # holds and every retry gives up: the stop's duration is bounded.
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(self.shutdown_timeout, self._abort.set)
         self._stop.set()
         for ctx in self._running.values():
             ctx._stopping.set()
@@ -241,17 +284,17 @@ class Worker:
         self._stop = asyncio.Event()
         self._abort = asyncio.Event()
         if self._stop_requested:  # stop() before the loop existed
-            self._stop.set()
             self._stop_requested = False
+            self._request_stop(False)
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._request_stop, False)
+        options = client_options(self.url, self.token, max(30.0, self.wait_seconds + 15))
         http = AsyncHTTP(
-            self.url,
-            token=self.token,
-            timeout=max(30.0, self.wait_seconds + 15),
-            retry=self.retry,
-            transport=self.transport,
+            httpx.AsyncClient(transport=self.transport, **options),
+            self.retry,
+            # Past the shutdown deadline (or at a second stop) no call tries again.
+            give_up=self._abort,
         )
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="taskmill-handler")
         runners: set[asyncio.Task[None]] = set()
@@ -261,13 +304,13 @@ class Worker:
             await self._lease_loop(http, executor, runners, slot_freed)
             if runners:
                 log.info("stopping: %d task(s) in flight", len(runners))
-                abort = asyncio.ensure_future(self._abort.wait())
-                await self._drain(runners, abort)
-                abort.cancel()
-            if runners:
-                self._abort.set()  # the rest are released by their runners
-                await asyncio.wait(runners, timeout=15)
+                await self._drain(runners)
+            if runners:  # the deadline passed: the runners release what they hold
+                await asyncio.wait(runners, timeout=_LAST_WORDS_SECONDS)
         finally:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -277,15 +320,16 @@ class Worker:
             await http.aclose()
             self._loop = None
 
-    async def _drain(self, runners: set[asyncio.Task[None]], abort: asyncio.Future[Any]) -> None:
-        # Wait for in-flight work until it is done, the timeout passes or a second stop.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.shutdown_timeout
-        while runners and not abort.done():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            await asyncio.wait([*runners, abort], timeout=remaining, return_when="FIRST_COMPLETED")
+    async def _drain(self, runners: set[asyncio.Task[None]]) -> None:
+        # Wait for in-flight work until it is done, the shutdown deadline passes or a
+        # second stop comes (both set _abort).
+        assert self._abort is not None
+        abort = asyncio.ensure_future(self._abort.wait())
+        try:
+            while runners and not abort.done():
+                await asyncio.wait([*runners, abort], return_when="FIRST_COMPLETED")
+        finally:
+            abort.cancel()
 
     async def _lease_loop(
         self,
@@ -356,19 +400,15 @@ class Worker:
         }
         if self.groups:
             body["groups"] = self.groups
-        r = await http.request(
-            "POST",
-            "/leases",
-            json=body,
+        return await http.send(
+            _lease_request(body),
             retry=replace(self.retry, max_attempts=None, deadline_seconds=30.0),
-            give_up=self._stop,
+            give_up=self._stop,  # a stop ends the retries at once: no new work is wanted
         )
-        leases: list[dict[str, Any]] = r.json()["leases"]
-        return leases
 
     async def _release(self, http: AsyncHTTP, lease: Mapping[str, Any]) -> None:
         try:
-            await http.request("POST", f"/leases/{lease['lease_id']}/release", retry=self._short())
+            await http.send(_on_lease(lease["lease_id"], "release", ignore), retry=self._short())
             self.stats["released"] += 1
         except TaskmillError as exc:
             log.warning("could not release %s: %s", lease["lease_id"], exc)
@@ -379,27 +419,22 @@ class Worker:
 
     # -- one lease -----------------------------------------------------------------
 
-    def _context(self, http: AsyncHTTP, lease: Mapping[str, Any]) -> TaskContext:
-        async def submit(spec: dict[str, Any]) -> SubmitResult:
-            r = await http.request("POST", "/tasks", json=spec, idempotent=False)
-            return SubmitResult.from_json(r.json())
+    def _client(self, http: AsyncHTTP) -> AsyncClient:
+        # The producer API over the worker's connections (children, reads).
+        return AsyncClient(self.url, _http=http)
 
+    def _context(self, http: AsyncHTTP, lease: Mapping[str, Any]) -> TaskContext:
         async def children(task_id: str) -> list[Task]:
-            out: list[Task] = []
-            cursor: str | None = None
-            while True:
-                params: dict[str, Any] = {"parent_id": task_id, "limit": 1000}
-                if cursor:
-                    params["cursor"] = cursor
-                body = (await http.request("GET", "/tasks", params=params)).json()
-                out.extend(Task.from_json(t) for t in body["tasks"])
-                cursor = body.get("next_cursor")
-                if not cursor:
-                    return out
+            # 1000: the largest page GET /tasks gives.
+            return [t async for t in self._client(http).query(parent_id=task_id, page_size=1000)]
 
         assert self._loop is not None
         return TaskContext(
-            lease, worker_id=self.worker_id, loop=self._loop, submit=submit, list_children=children
+            lease,
+            worker_id=self.worker_id,
+            loop=self._loop,
+            submit=lambda spec: http.send(submit_call(spec)),
+            list_children=children,
         )
 
     async def _invoke(
@@ -471,7 +506,7 @@ class Worker:
         # The finalize phase without a finalize hook: complete, keeping the execute
         # phase's result (a completion replaces the result).
         try:
-            task = Task.from_json((await http.request("GET", f"/tasks/{ctx.task_id}")).json())
+            task = await self._client(http).get(ctx.task_id)
             await self._complete(http, ctx, task.result, None)
         except TaskmillError as exc:
             log.warning("finalize of %s: %s", ctx.task_id, exc)
@@ -514,9 +549,7 @@ class Worker:
         if ctx._actual_io is not None:
             body["actual_io"] = ctx._actual_io
         try:
-            await http.request(
-                "POST", f"/leases/{ctx.lease_id}/complete", json=body, retry=self._short()
-            )
+            await http.send(_on_lease(ctx.lease_id, "complete", ignore, body), retry=self._short())
             self.stats["completed"] += 1
         except LeaseConflict as exc:
             await self._refused(http, ctx, reg, exc, ("completed", "waiting"), "completed")
@@ -539,10 +572,8 @@ class Worker:
         if after is not None:
             body["retry_after_seconds"] = after
         try:
-            r = await http.request(
-                "POST", f"/leases/{ctx.lease_id}/fail", json=body, retry=self._short()
-            )
-            status = r.json().get("status")
+            call = _on_lease(ctx.lease_id, "fail", _task_status, body)
+            status = await http.send(call, retry=self._short())
             self.stats["failed" if status == "failed" else "retried"] += 1
         except LeaseConflict as err:
             await self._refused(
@@ -608,7 +639,7 @@ class Worker:
             self._forced_end(ctx)
             return
         try:
-            await http.request("POST", f"/leases/{ctx.lease_id}/cancelled", retry=self._short())
+            await http.send(_on_lease(ctx.lease_id, "cancelled", ignore), retry=self._short())
             self.stats["cancelled"] += 1
         except TaskmillError as exc:
             log.warning("acknowledging the cancel of %s: %s", ctx.lease_id, exc)
@@ -621,10 +652,8 @@ class Worker:
             body, progress_version, state_version = ctx._heartbeat_body()
             body["extend_seconds"] = self.lease_seconds
             try:
-                r = await http.request(
-                    "POST",
-                    f"/leases/{ctx.lease_id}/heartbeat",
-                    json=body,
+                cancel = await http.send(
+                    _on_lease(ctx.lease_id, "heartbeat", _cancel_directive, body),
                     retry=replace(
                         self.retry, max_attempts=None, deadline_seconds=self.heartbeat_seconds
                     ),
@@ -646,9 +675,8 @@ class Worker:
                 await ctx._beat_done()
                 continue
             ctx._sent(progress_version, state_version)
-            cancel = r.json().get("cancel")
-            if cancel:
-                ctx._request_cancel(_cancel_request(cancel))
+            if cancel is not None:
+                ctx._request_cancel(cancel)
             await ctx._beat_done()
 
     def _forced_end(self, ctx: TaskContext) -> None:

@@ -20,6 +20,9 @@ from taskmill_sdk import (
     LeaseLost,
     NotFound,
     RetryPolicy,
+    TagKeys,
+    TagValue,
+    TagValues,
     TaskContext,
     TaskmillError,
     Unavailable,
@@ -27,7 +30,7 @@ from taskmill_sdk import (
     Worker,
     task_spec,
 )
-from taskmill_sdk._http import AsyncHTTP
+from taskmill_sdk._http import AsyncHTTP, Call, ignore
 
 from app.main import create_app
 from tests import conftest
@@ -74,6 +77,41 @@ async def test_submit_get_query_and_batch(server: Server) -> None:
         assert snapshot["statuses"]["pending"] == 6
 
 
+async def test_tag_keys_and_value_counts(server: Server) -> None:
+    media = [task_spec("job", i, tags={"team": "media", "dst/region": "eu"}) for i in range(3)]
+    ml = [task_spec("job", i, tags={"team": "ml", "tier": "gold"}) for i in range(2)]
+    ops = [task_spec("job", tags={"team": "ops"}), task_spec("urgent", tags={"team": "ops"})]
+    async with AsyncClient(server.url) as client:
+        await client.submit_batch(media + ml + ops)
+        (held,) = await lease(server.client, types=["urgent"])  # one ops task runs
+        assert held["task"]["tags"] == {"team": "ops"}
+
+        assert (await client.tag_keys()).keys == ["dst/region", "team", "tier"]
+        assert (await client.tag_keys("t")).keys == ["team", "tier"]
+        assert (await client.tag_keys(limit=1)).keys == ["dst/region"]
+
+        team = await client.tag_values("team")
+        assert team.counts == {"media": 3, "ml": 2, "ops": 2}
+        assert team.values[0] == TagValue("media", 3)  # the most common first
+        assert [v.count for v in team.values] == [3, 2, 2]
+        running_ = await client.tag_values("team", status="running")
+        assert running_.counts == {"ops": 1}
+        live = await client.tag_values("team", status=["pending", "running"], prefix="m")
+        assert live.counts == {"media": 3, "ml": 2}
+        assert (await client.tag_values("team", limit=1)).counts == {"media": 3}
+        # A key with "/" in it: the route takes the rest of the path up to /values.
+        assert (await client.tag_values("dst/region")).counts == {"eu": 3}
+        assert (await client.tag_values("nobody-uses-this")).values == []
+
+    def blocking() -> tuple[TagKeys, TagValues]:
+        with Client(server.url) as client:
+            return client.tag_keys(prefix="te"), client.tag_values("team", status="pending")
+
+    keys, pending = await asyncio.to_thread(blocking)
+    assert keys.keys == ["team"]
+    assert pending.counts == {"media": 3, "ml": 2, "ops": 1}
+
+
 async def test_the_blocking_client(server: Server) -> None:
     def use() -> list[str]:
         with Client(server.url) as client:
@@ -101,19 +139,23 @@ async def test_problem_json_maps_to_documented_exceptions(server: Server) -> Non
 
     await submit(server.client, type="x")
     (held,) = await lease(server.client, lease_seconds=0.2)
-    http = AsyncHTTP(server.url)
+    http = AsyncHTTP(httpx.AsyncClient(base_url=server.url))
+
+    def complete(lease_id: str) -> Call[None]:
+        return Call("POST", f"/leases/{lease_id}/complete", ignore, json={})
+
     try:
         await eventually(
             lambda: get_task(server.client, held["task"]["id"]),
             lambda t: t["status"] == "pending",
         )
         with pytest.raises(LeaseGone) as gone:
-            await http.request("POST", f"/leases/{held['lease_id']}/complete", json={})
+            await http.send(complete(held["lease_id"]))
         assert isinstance(gone.value, LeaseLost)
         (again,) = await lease(server.client)
-        await http.request("POST", f"/leases/{again['lease_id']}/complete", json={})
+        await http.send(complete(again["lease_id"]))
         with pytest.raises(LeaseConflict) as conflict:
-            await http.request("POST", f"/leases/{again['lease_id']}/complete", json={})
+            await http.send(complete(again["lease_id"]))
         assert conflict.value.task_status == "completed"
         assert isinstance(conflict.value, LeaseLost)
     finally:
@@ -168,7 +210,6 @@ async def _serve_on(db_url: str, port: int) -> AsyncIterator[None]:
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     await eventually(lambda: asyncio.sleep(0, server.started or task.done()), bool, timeout=30)
     if task.done():
@@ -195,17 +236,19 @@ async def test_worker_and_client_ride_out_a_server_restart(db_url: str) -> None:
     async with AsyncClient(url, retry=quick) as client, running(worker):
         async with _serve_on(db_url, port):
             first = await client.submit("echo", "before")
-            assert first.task is not None
-            await eventually(lambda: client.get(first.task.id), lambda t: t.status == "completed")
+            assert first.task_id is not None
+            first_id = first.task_id
+            await eventually(lambda: client.get(first_id), lambda t: t.status == "completed")
         # The server is down: a read started now waits (retrying) until it is back.
-        pending_read = asyncio.create_task(client.get(first.task.id))
+        pending_read = asyncio.create_task(client.get(first_id))
         await eventually(lambda: asyncio.sleep(0, worker.stats["leased"]), lambda n: n == 1)
         async with _serve_on(db_url, port):
             assert (await pending_read).status == "completed"
             second = await client.submit("echo", "after")
-            assert second.task is not None
+            assert second.task_id is not None
+            second_id = second.task_id
             done = await eventually(
-                lambda: client.get(second.task.id), lambda t: t.status == "completed", 20
+                lambda: client.get(second_id), lambda t: t.status == "completed", 20
             )
     assert done.result == "after"
     assert results == ["before", "after"]

@@ -1,10 +1,15 @@
-"""Graceful shutdown of a real `taskmill serve` process on SIGTERM: requests in flight
-finish, long polls end at once with an empty answer, nothing is half-written."""
+"""Graceful shutdown on SIGTERM. Of a real `taskmill serve` process: requests in flight
+finish, long polls end at once with an empty answer, nothing is half-written. Of a real
+`taskmill worker` process whose service went away: it stops within its shutdown_timeout."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +17,11 @@ from pathlib import Path
 import httpx
 
 from tests.api.support import table_counts
+from tests.e2e import cli_worker
 from tests.e2e.replicas import start_replica
+from tests.helpers import eventually, get_task, submit
+
+ROOT = Path(__file__).parents[2]
 
 
 async def test_sigterm_drains_gracefully(db_url: str, tmp_path: Path) -> None:
@@ -70,3 +79,42 @@ async def test_sigterm_drains_gracefully(db_url: str, tmp_path: Path) -> None:
             pass
         else:
             raise AssertionError("still serving after shutdown")
+
+
+async def test_a_worker_stops_in_time_when_its_service_went_away(
+    db_url: str, tmp_path: Path
+) -> None:
+    # A worker holding two leases loses its service; then SIGTERM. Its handlers end (one
+    # finishes, whose completion can only be retried; one never does and is to be
+    # released): the reports that cannot get through must give up at the shutdown
+    # deadline, not retry for their whole policy (30 s with this worker's 30 s leases).
+    replica = await start_replica(db_url, tmp_path)
+    env = {**os.environ, "TASKMILL_URL": replica.url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "worker", "tests.e2e.cli_worker:worker",
+        "--log-level", "warning",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=replica.url, timeout=10) as client:
+            tasks = [await submit(client, type=t) for t in ("polite", "stubborn")]
+            for task in tasks:
+                running = functools.partial(get_task, client, task["id"])
+                await eventually(running, lambda t: t["status"] == "running", timeout=30)
+        replica.kill()
+        await asyncio.wait_for(replica.proc.wait(), 10)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        took = time.monotonic() - signalled
+    finally:
+        replica.kill()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    log = out.decode(errors="replace")
+    assert proc.returncode == 0, log
+    bound = cli_worker.worker.shutdown_timeout + 5
+    assert took < bound, f"stopped after {took:.1f}s, beyond {bound}s:\n{log}"
+    # It did try: the completion and the release were made and could not get through.
+    assert "complete" in log and "could not release" in log, log
