@@ -23,17 +23,37 @@ cli = typer.Typer(
 )
 
 
+def describe_url(url: str) -> str:
+    """A database URL fit to print: its password masked, also one given as the ``password``
+    parameter (libpq reads it there too)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # its message quotes the whole URL, password and all
+        return "DATABASE_URL (not a URL)"
+    return parsed.difference_update_query(["password"]).render_as_string(hide_password=True)
+
+
 @contextmanager
 def database(data_dir: Path | None) -> Iterator[str]:
     """DATABASE_URL if set; otherwise a private PostgreSQL in ``data_dir``, stopped on exit."""
     settings = get_settings()
     if settings.database_url:
+        typer.echo(f"taskmill: data in {describe_url(settings.database_url)}", err=True)
         yield settings.database_url
         return
     from .store.embedded import EmbeddedPostgres
 
     embedded = EmbeddedPostgres(data_dir or settings.data_dir)
-    typer.echo(f"taskmill: starting embedded PostgreSQL in {embedded.data_dir}", err=True)
+    if embedded.is_initialised():
+        typer.echo(f"taskmill: data in {embedded.data_dir} (embedded PostgreSQL)", err=True)
+    else:
+        typer.echo(
+            f"taskmill: data in {embedded.data_dir} (embedded PostgreSQL, creating it now)",
+            err=True,
+        )
     url = embedded.start()
     try:
         yield url
@@ -68,6 +88,27 @@ def check_bind(host: str) -> None:
         raise typer.Exit(2)
 
 
+#: Loggers that report routine steps at INFO: pgserver every initdb and pg_ctl run with its
+#: whole output (some 80 lines on a first start), alembic its migration context and each
+#: revision it applies. That is detail for ``--log-level debug``; their warnings and errors
+#: are shown as they are.
+_CHATTY_LOGGERS = ("pgserver", "alembic.runtime.migration")
+
+
+def _info_as_debug(record: logging.LogRecord) -> bool:
+    if record.levelno == logging.INFO:
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+    # The logger passed the record at INFO, and the handlers do not check levels again.
+    return logging.getLogger(record.name).isEnabledFor(record.levelno)
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level``, with the chatty libraries' INFO records as DEBUG."""
+    logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).addFilter(_info_as_debug)  # once: addFilter skips a repeat
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
@@ -82,7 +123,7 @@ def serve(
 
     from .store.migrate import upgrade
 
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     check_bind(host)  # before anything starts: no tokens, no address but loopback
     grace = get_settings().shutdown_grace_seconds
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal with the
