@@ -15,9 +15,10 @@ from fastapi.routing import APIRoute
 
 from .tags import TAG_PARAM_PREFIX, tag_pairs
 
-# Per route: the names it declares, and whether it takes tag.<key> filters. Routes are
-# built once, so the cache is bounded by the route table.
-_KNOWN: dict[int, tuple[frozenset[str], bool]] = {}
+# Per route, kept on the route itself (a dict keyed by id() would go stale when an app is
+# dropped and another's route takes the address): the names it declares, and whether it
+# takes tag.<key> filters.
+_KNOWN = "_taskmill_known_query"
 
 
 def _tree(dependant: Dependant) -> list[Dependant]:
@@ -26,11 +27,12 @@ def _tree(dependant: Dependant) -> list[Dependant]:
 
 
 def _known(route: APIRoute) -> tuple[frozenset[str], bool]:
-    known = _KNOWN.get(id(route))
+    known: tuple[frozenset[str], bool] | None = getattr(route, _KNOWN, None)
     if known is None:
         tree = _tree(route.dependant)
         names = frozenset(field.alias for d in tree for field in d.query_params)
-        known = _KNOWN[id(route)] = (names, any(d.call is tag_pairs for d in tree))
+        known = (names, any(d.call is tag_pairs for d in tree))
+        setattr(route, _KNOWN, known)
     return known
 
 
