@@ -95,9 +95,10 @@ async def _workspace(tmp_path: Path) -> Path:
     generated = ws / "generated" / "openapi.ts"
     # --default-non-nullable false: a request field with a default may be left out (the
     # document's *-Output schemas already list every answer field as required).
+    # --enum-values: the enums as runtime arrays too (the programs check event names).
     output = await _run(
         "npx", "--no", "--", "openapi-typescript", str(DOCUMENT),
-        "--default-non-nullable", "false", "-o", str(generated),
+        "--default-non-nullable", "false", "--enum-values", "-o", str(generated),
         cwd=TS,
     )  # fmt: skip
     assert generated.exists(), output
